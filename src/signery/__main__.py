@@ -1,0 +1,3 @@
+from signery.cli import main
+
+main()

@@ -1,0 +1,44 @@
+"""Signature formats, one module each, all with the same shape.
+
+Each format module ``signery.formats.<name>`` provides:
+
+- ``NAME: str`` - the format's name (``native``, ``dify``, ``openpgp``, ``ocm``).
+- ``sign(subject: Path, signer, *, output: Path | None = None, **options) -> Path`` - write the signed artifact
+  (or detached signature) atomically and return its path. ``signer`` is a :class:`signery.keys.Signer`
+  (or, for OpenPGP, a :class:`signery.openpgp.OpenPGPSigner`).
+- ``verify(subject: Path, *, trust: TrustSet, signature: Path | None = None, threshold: int = 1,
+  now: datetime | None = None) -> VerificationResult`` - never a bare bool; raises
+  :class:`~signery.errors.MalformedError` for unusable input and
+  :class:`~signery.errors.UnsafeArchiveError` for dangerous archives.
+- ``detect(subject: Path, *, signature: Path | None = None) -> bool`` - whether the subject carries a signature
+  in this format (cheap; does not verify).
+- ``inspect(subject: Path, *, signature: Path | None = None) -> dict`` - what the signatures say, without
+  judging trust.
+
+A format module never opens a socket, prints, exits or reads environment variables.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+# Format name -> module. Order matters for detection: the first formats are tried first.
+FORMATS: dict[str, str] = {
+    "native": "signery.formats.native",
+    "dify": "signery.formats.dify",
+    "openpgp": "signery.formats.openpgp",
+}
+
+
+def get_format(name: str) -> ModuleType:
+    """Import the module of a signature format by name."""
+    from ..errors import UsageError
+
+    try:
+        return importlib.import_module(FORMATS[name])
+    except KeyError:
+        raise UsageError(f"unknown signature format {name!r}; choose one of {', '.join(FORMATS)}") from None
+
+
+__all__ = ["FORMATS", "get_format"]

@@ -1,0 +1,348 @@
+"""Key generation, loading and saving, key ids, and the :class:`Signer` protocol.
+
+Every signature format signs through a :class:`Signer`, so a key on disk (:class:`FileSigner`), a key held by the
+signing service, and a key in an HSM are interchangeable. Large data is hashed where it lives: formats that sign
+big messages call :meth:`Signer.sign_digest`; only digests or small statements ever reach a remote signer.
+
+Example::
+
+    key = generate_private_key("ed25519")
+    save_private_key(Path("alice.private.pem"), key)
+    signer = FileSigner(key)
+    signature = signer.sign(b"message")
+    verify_signature(signer.public_key(), signature, b"message")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol, runtime_checkable
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+
+from ._fs import atomic_write_bytes
+from .errors import MalformedError, Reason, UsageError, VerificationError
+
+PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+
+Algorithm = Literal["ed25519", "ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096"]
+ALGORITHMS: tuple[Algorithm, ...] = ("ed25519", "ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096")
+HashName = Literal["sha256", "sha384", "sha512"]
+RsaPadding = Literal["pss", "pkcs1v15"]
+
+MIN_RSA_BITS = 2048  # below this RSA is factorable by well-funded attackers; NIST disallowed it after 2013
+MAX_KEY_FILE_BYTES = 1 << 20  # a PEM key is a few KiB; refuse to parse anything huge
+SHORT_ID_LEN = 16
+
+_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+
+@runtime_checkable
+class Signer(Protocol):
+    """Anything that can sign: a key file, a remote signing service key, a PKCS#11 key.
+
+    ``sign`` signs a (small) message; ``sign_digest`` signs a digest computed elsewhere (not possible for
+    Ed25519, which signs messages only). RSA keys take ``rsa_padding``; EC keys use ``hash_name`` for ECDSA.
+    """
+
+    @property
+    def key_id(self) -> str: ...
+
+    def public_key(self) -> PublicKey: ...
+
+    def sign(self, message: bytes, *, hash_name: HashName | None = None, rsa_padding: RsaPadding = "pss") -> bytes: ...
+
+    def sign_digest(self, digest: bytes, *, hash_name: HashName, rsa_padding: RsaPadding = "pss") -> bytes: ...
+
+
+def default_hash(public_key: PublicKey) -> HashName:
+    """The hash a key signs with by default: SHA-384 for P-384, SHA-256 for everything else."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey) and public_key.curve.key_size >= 384:
+        return "sha384"
+    return "sha256"
+
+
+def algorithm_name(public_key: PublicKey) -> str:
+    """A short name for the key type: ``ed25519``, ``ecdsa-p256``, ``rsa-4096``..."""
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        return "ed25519"
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return f"ecdsa-p{public_key.curve.key_size}"
+    return f"rsa-{public_key.key_size}"
+
+
+def _hash(name: str) -> hashes.HashAlgorithm:
+    try:
+        return _HASHES[name]()
+    except KeyError:
+        raise UsageError(f"unsupported hash algorithm {name!r}", subject=name) from None
+
+
+def _rsa_pad(rsa_padding: RsaPadding, hash_alg: hashes.HashAlgorithm, *, verifying: bool) -> padding.AsymmetricPadding:
+    if rsa_padding == "pkcs1v15":
+        return padding.PKCS1v15()
+    if rsa_padding == "pss":
+        # Sign with salt = digest length (RFC 8017's recommendation, what securesystemslib and OCM use);
+        # accept any salt length when verifying, as OpenSSL and Go do, for interoperability.
+        salt = padding.PSS.AUTO if verifying else padding.PSS.DIGEST_LENGTH
+        return padding.PSS(mgf=padding.MGF1(hash_alg), salt_length=salt)
+    raise UsageError(f"unsupported RSA padding {rsa_padding!r}")
+
+
+def key_id(public_key: PublicKey) -> str:
+    """Lowercase hex SHA-256 of the DER SubjectPublicKeyInfo."""
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+def short_id(kid: str) -> str:
+    """The short form of a key id shown to people."""
+    return kid[:SHORT_ID_LEN]
+
+
+class FileSigner:
+    """A :class:`Signer` over a private key held in this process (typically loaded from a file)."""
+
+    def __init__(self, private_key: PrivateKeyTypes, *, name: str | None = None) -> None:
+        if not isinstance(private_key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+            raise UsageError(f"unsupported private key type {type(private_key).__name__}")
+        _check_strength(private_key.public_key(), source=name or "private key")
+        self._key: PrivateKey = private_key
+        self._public = private_key.public_key()
+        self._key_id = key_id(self._public)
+        self.name = name
+
+    def __repr__(self) -> str:  # never show key material
+        return f"FileSigner(key_id={short_id(self._key_id)!r}, algorithm={algorithm_name(self._public)!r})"
+
+    @property
+    def key_id(self) -> str:
+        return self._key_id
+
+    def public_key(self) -> PublicKey:
+        return self._public
+
+    def sign(self, message: bytes, *, hash_name: HashName | None = None, rsa_padding: RsaPadding = "pss") -> bytes:
+        key = self._key
+        if isinstance(key, ed25519.Ed25519PrivateKey):
+            return key.sign(message)
+        h = _hash(hash_name or default_hash(self._public))
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            return key.sign(message, ec.ECDSA(h))
+        return key.sign(message, _rsa_pad(rsa_padding, h, verifying=False), h)
+
+    def sign_digest(self, digest: bytes, *, hash_name: HashName, rsa_padding: RsaPadding = "pss") -> bytes:
+        key = self._key
+        if isinstance(key, ed25519.Ed25519PrivateKey):
+            raise UsageError("Ed25519 signs whole messages, not digests; use an RSA or ECDSA key for this format")
+        h = _hash(hash_name)
+        if len(digest) != h.digest_size:
+            raise UsageError(f"a {hash_name} digest is {h.digest_size} bytes, got {len(digest)}")
+        pre = utils.Prehashed(h)
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            return key.sign(digest, ec.ECDSA(pre))
+        return key.sign(digest, _rsa_pad(rsa_padding, h, verifying=False), pre)
+
+
+def verify_signature(
+    public_key: PublicKey,
+    signature: bytes,
+    message: bytes,
+    *,
+    hash_name: HashName | None = None,
+    rsa_padding: RsaPadding = "pss",
+    prehashed: bool = False,
+) -> None:
+    """Check ``signature`` over ``message`` (or over a digest when ``prehashed``); raise ``bad-signature`` if not."""
+    try:
+        if isinstance(public_key, ed25519.Ed25519PublicKey):
+            if prehashed:
+                raise UsageError("Ed25519 cannot verify a prehashed digest")
+            public_key.verify(signature, message)
+            return
+        h = _hash(hash_name or default_hash(public_key))
+        alg: hashes.HashAlgorithm | utils.Prehashed = utils.Prehashed(h) if prehashed else h
+        if isinstance(public_key, ec.EllipticCurvePublicKey):
+            public_key.verify(signature, message, ec.ECDSA(alg))
+        else:
+            public_key.verify(signature, message, _rsa_pad(rsa_padding, h, verifying=True), alg)
+    except InvalidSignature:
+        raise VerificationError(
+            "signature does not match", reason=Reason.BAD_SIGNATURE, subject=key_id(public_key)
+        ) from None
+    except ValueError as exc:  # e.g. a digest of the wrong length
+        raise VerificationError(f"signature cannot be checked: {exc}", reason=Reason.BAD_SIGNATURE) from None
+
+
+def _check_strength(public_key: PublicKeyTypes, *, source: str) -> None:
+    if isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size < MIN_RSA_BITS:
+        raise MalformedError(
+            f"{source}: RSA key of {public_key.key_size} bits is too weak (minimum {MIN_RSA_BITS})", subject=source
+        )
+    if isinstance(public_key, ec.EllipticCurvePublicKey) and public_key.curve.name not in ("secp256r1", "secp384r1", "secp521r1"):
+        raise MalformedError(f"{source}: unsupported elliptic curve {public_key.curve.name}", subject=source)
+
+
+def generate_private_key(algorithm: str = "ed25519") -> PrivateKey:
+    """Create a new private key of the named algorithm (one of :data:`ALGORITHMS`)."""
+    if algorithm == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    if algorithm == "ecdsa-p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if algorithm == "ecdsa-p384":
+        return ec.generate_private_key(ec.SECP384R1())
+    m = re.fullmatch(r"rsa-(2048|3072|4096)", algorithm)
+    if m:
+        return rsa.generate_private_key(public_exponent=65537, key_size=int(m.group(1)))
+    raise UsageError(f"unknown key algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}", subject=algorithm)
+
+
+def _read_key_file(path: Path) -> bytes:
+    try:
+        with Path(path).open("rb") as fh:
+            data = fh.read(MAX_KEY_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise UsageError(f"key file {path} does not exist", subject=str(path)) from None
+    except OSError as exc:
+        raise UsageError(f"key file {path} cannot be read: {exc.strerror}", subject=str(path)) from None
+    if len(data) > MAX_KEY_FILE_BYTES:
+        raise MalformedError(f"{path} is too large to be a key file", subject=str(path))
+    return data
+
+
+def load_private_key(data: bytes, *, passphrase: bytes | None = None, source: str = "private key") -> PrivateKey:
+    """Parse a PEM (PKCS#8, PKCS#1 RSA or SEC1 EC) or DER private key.
+
+    Raises:
+        MalformedError: not a supported private key, or a wrong/missing passphrase (the message says which).
+    """
+    data = data.strip()
+    try:
+        if data.startswith(b"-----BEGIN"):
+            key = serialization.load_pem_private_key(data + b"\n", password=passphrase)
+        else:
+            key = serialization.load_der_private_key(data, password=passphrase)
+    except TypeError as exc:
+        needs = "is encrypted; give its passphrase" if passphrase is None else "is not encrypted; drop the passphrase"
+        raise MalformedError(f"{source} {needs}", subject=source) from exc
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        hint = "wrong passphrase, or " if passphrase is not None else ""
+        raise MalformedError(
+            f"{source} is not a supported private key ({hint}expected PEM PKCS#8, PKCS#1 or SEC1)", subject=source
+        ) from exc
+    if not isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise MalformedError(f"{source}: unsupported key type {type(key).__name__}", subject=source)
+    _check_strength(key.public_key(), source=source)
+    return key
+
+
+def load_public_key(data: bytes, *, source: str = "public key") -> PublicKey:
+    """Parse a PEM SubjectPublicKeyInfo or PKCS#1 ``RSA PUBLIC KEY`` (or DER SPKI), tolerating whitespace."""
+    data = data.strip()
+    try:
+        if data.startswith(b"-----BEGIN RSA PUBLIC KEY"):
+            pem = data + b"\n"
+            key: PublicKeyTypes = serialization.load_pem_public_key(pem)
+        elif data.startswith(b"-----BEGIN"):
+            key = serialization.load_pem_public_key(data + b"\n")
+        else:
+            key = serialization.load_der_public_key(data)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise MalformedError(f"{source} is not a supported public key (expected PEM SPKI or PKCS#1)", subject=source) from exc
+    if not isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        raise MalformedError(f"{source}: unsupported key type {type(key).__name__}", subject=source)
+    _check_strength(key, source=source)
+    return key
+
+
+def load_private_key_file(path: Path, *, passphrase: bytes | None = None) -> PrivateKey:
+    return load_private_key(_read_key_file(path), passphrase=passphrase, source=str(path))
+
+
+def load_public_key_file(path: Path) -> PublicKey:
+    """Load a public key file; a private key file is accepted too and only its public half is kept."""
+    data = _read_key_file(path)
+    if b"PRIVATE KEY" in data:
+        raise MalformedError(f"{path} holds a private key; give the public key", subject=str(path))
+    return load_public_key(data, source=str(path))
+
+
+KeyFormat = Literal["pkcs8", "pkcs1"]
+
+
+def private_key_pem(key: PrivateKey, *, passphrase: bytes | None = None, fmt: KeyFormat = "pkcs8") -> bytes:
+    enc: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+    )
+    if fmt == "pkcs1":
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise UsageError("PKCS#1 is an RSA-only key format")
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, enc)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
+
+
+def public_key_pem(key: PublicKey, *, fmt: KeyFormat = "pkcs8") -> bytes:
+    if fmt == "pkcs1":
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise UsageError("PKCS#1 is an RSA-only key format")
+        return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+@dataclass(frozen=True)
+class KeyPairPaths:
+    private: Path
+    public: Path
+
+
+def save_key_pair(
+    private_path: Path,
+    public_path: Path,
+    key: PrivateKey,
+    *,
+    passphrase: bytes | None = None,
+    fmt: KeyFormat = "pkcs8",
+    overwrite: bool = False,
+) -> KeyPairPaths:
+    """Write the private key (mode 0600, atomically) and its public key beside it."""
+    if not overwrite:
+        for p in (private_path, public_path):
+            if Path(p).exists():
+                raise UsageError(f"{p} exists; refusing to overwrite a key", subject=str(p), hint="use --force")
+    atomic_write_bytes(private_path, private_key_pem(key, passphrase=passphrase, fmt=fmt), mode=0o600)
+    atomic_write_bytes(public_path, public_key_pem(key.public_key(), fmt=fmt), mode=0o644)
+    return KeyPairPaths(Path(private_path), Path(public_path))
+
+
+__all__ = [
+    "ALGORITHMS",
+    "FileSigner",
+    "PrivateKey",
+    "PublicKey",
+    "Signer",
+    "algorithm_name",
+    "default_hash",
+    "generate_private_key",
+    "key_id",
+    "load_private_key",
+    "load_private_key_file",
+    "load_public_key",
+    "load_public_key_file",
+    "private_key_pem",
+    "public_key_pem",
+    "save_key_pair",
+    "short_id",
+    "verify_signature",
+]
