@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 
 
-class Reason(str, enum.Enum):
+class Reason(enum.StrEnum):
     """Stable reason codes. Their string values are part of the public interface (JSON, HTTP, exit paths)."""
 
     UNSIGNED = "unsigned"
@@ -30,9 +30,6 @@ class Reason(str, enum.Enum):
     POLICY_VIOLATION = "policy-violation"
     MALFORMED = "malformed"
     CONFIG_ERROR = "config-error"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class SigneryError(Exception):

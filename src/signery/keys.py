@@ -191,7 +191,11 @@ def _check_strength(public_key: PublicKeyTypes, *, source: str) -> None:
         raise MalformedError(
             f"{source}: RSA key of {public_key.key_size} bits is too weak (minimum {MIN_RSA_BITS})", subject=source
         )
-    if isinstance(public_key, ec.EllipticCurvePublicKey) and public_key.curve.name not in ("secp256r1", "secp384r1", "secp521r1"):
+    if isinstance(public_key, ec.EllipticCurvePublicKey) and public_key.curve.name not in (
+        "secp256r1",
+        "secp384r1",
+        "secp521r1",
+    ):
         raise MalformedError(f"{source}: unsupported elliptic curve {public_key.curve.name}", subject=source)
 
 
@@ -260,7 +264,9 @@ def load_public_key(data: bytes, *, source: str = "public key") -> PublicKey:
         else:
             key = serialization.load_der_public_key(data)
     except (ValueError, UnsupportedAlgorithm) as exc:
-        raise MalformedError(f"{source} is not a supported public key (expected PEM SPKI or PKCS#1)", subject=source) from exc
+        raise MalformedError(
+            f"{source} is not a supported public key (expected PEM SPKI or PKCS#1)", subject=source
+        ) from exc
     if not isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
         raise MalformedError(f"{source}: unsupported key type {type(key).__name__}", subject=source)
     _check_strength(key, source=source)

@@ -131,8 +131,13 @@ class TrustedKey:
     def matches(self, ident: str) -> bool:
         """Whether ``ident`` (a name, a key id, a unique key-id prefix of 8+ hex digits) names this key."""
         ident_l = ident.lower()
-        return ident == self.name or ident_l == self.key_id or (
-            len(ident_l) >= 8 and (self.key_id.startswith(ident_l) or any(s.startswith(ident_l) for s in self.subkey_ids))
+        return (
+            ident == self.name
+            or ident_l == self.key_id
+            or (
+                len(ident_l) >= 8
+                and (self.key_id.startswith(ident_l) or any(s.startswith(ident_l) for s in self.subkey_ids))
+            )
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -256,7 +261,10 @@ def _looks_openpgp(data: bytes) -> bool:
 
 @dataclass(frozen=True)
 class LoadedKey:
-    """A key file read for the trust store; ``dropped_secret`` says a private key was given and only its public half kept."""
+    """A key file read for the trust store.
+
+    ``dropped_secret`` says a private key was given and only its public half was kept.
+    """
 
     key: TrustedKey
     dropped_secret: bool = False
@@ -284,7 +292,8 @@ def load_trusted_key_file(
         raise MalformedError(f"{path} is too large to be a key", subject=str(path))
     constraints = constraints or Constraints()
     if _looks_openpgp(data):
-        from . import openpgp  # OpenPGP support is optional at import time; loaded only when such a key appears
+        # Imported here so that verifying a PEM-signed package never loads the OpenPGP machinery.
+        from . import openpgp
 
         info = openpgp.inspect_certificate(data, source=str(path))
         default_name = info.primary_name or info.fingerprint[-16:]
@@ -313,9 +322,7 @@ def load_trusted_key_file(
             cert = x509.load_pem_x509_certificate(stripped + b"\n")
         except ValueError as exc:
             raise MalformedError(f"{path} is not a valid X.509 certificate", subject=str(path)) from exc
-        pub = load_public_key(
-            cert.public_key().public_bytes(*_spki_pem()), source=str(path)
-        )
+        pub = load_public_key(cert.public_key().public_bytes(*_spki_pem()), source=str(path))
         not_after = cert.not_valid_after_utc
         exp = min(not_after, expires) if expires else not_after
         cn = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
@@ -356,8 +363,9 @@ class TrustStore:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = (self.directory / ".trust.lock").open("a")
         except OSError as exc:
-            raise EnvironmentFailure(f"trust store {self.directory} is not writable: {exc.strerror}",
-                                     subject=str(self.directory)) from None
+            raise EnvironmentFailure(
+                f"trust store {self.directory} is not writable: {exc.strerror}", subject=str(self.directory)
+            ) from None
         with fd:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -370,7 +378,9 @@ class TrustStore:
         except FileNotFoundError:
             return TrustSet()
         except OSError as exc:
-            raise ConfigError(f"trust store {self.path} cannot be read: {exc.strerror}", subject=str(self.path)) from None
+            raise ConfigError(
+                f"trust store {self.path} cannot be read: {exc.strerror}", subject=str(self.path)
+            ) from None
         if len(raw) > MAX_TRUST_FILE_BYTES:
             raise ConfigError(f"trust store {self.path} is too large", subject=str(self.path))
         try:
@@ -405,7 +415,10 @@ class TrustStore:
             return list(keys)
 
     def remove(self, *idents: str) -> list[TrustedKey]:
-        """Remove keys by name or key id; an identifier that matches nothing (or several) is an error, and nothing changes."""
+        """Remove keys by name or key id.
+
+        An identifier that matches no key, or several, is an error, and then nothing changes.
+        """
         with self._locked():
             current = list(self.load())
             gone: list[TrustedKey] = []

@@ -98,11 +98,16 @@ class Progress:
         self._bar: Any = None
         if quiet or total < self.THRESHOLD or not sys.stderr.isatty():
             return
-        from rich.progress import BarColumn, DownloadColumn, Progress as RichProgress, TransferSpeedColumn
+        from rich.progress import BarColumn, DownloadColumn, TransferSpeedColumn
+        from rich.progress import Progress as RichProgress
 
         self._rich = RichProgress(
-            "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-            transient=True, console=_stderr_console(),
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            transient=True,
+            console=_stderr_console(),
         )
         self._rich.start()
         self._task = self._rich.add_task(label, total=total)
