@@ -21,7 +21,13 @@ A format module never opens a socket, prints, exits or reads environment variabl
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
 from types import ModuleType
+
+from ..result import VerificationResult
+from ..trust import TrustSet
 
 # Format name -> module. Order matters for detection: the first formats are tried first.
 FORMATS: dict[str, str] = {
@@ -42,3 +48,36 @@ def get_format(name: str) -> ModuleType:
 
 
 __all__ = ["FORMATS", "get_format"]
+
+
+def detect_formats(subject: Path, *, signature: Path | None = None, only: Iterable[str] | None = None) -> list[str]:
+    """Names of the formats whose signatures ``subject`` carries (a format whose module is absent is skipped)."""
+    found: list[str] = []
+    for name in only or FORMATS:
+        try:
+            module = get_format(name)
+        except ModuleNotFoundError:
+            continue
+        if module.detect(subject, signature=signature):
+            found.append(name)
+    return found
+
+
+def verify_detected(
+    subject: Path,
+    *,
+    trust: TrustSet,
+    signature: Path | None = None,
+    threshold: int = 1,
+    formats: Iterable[str] | None = None,
+    now: datetime | None = None,
+) -> VerificationResult:
+    """Verify every signature ``subject`` carries, in whatever formats, and combine them into one result.
+
+    With no signature in any format the result's reason is ``unsigned``.
+    """
+    result = VerificationResult(str(subject), (), threshold=threshold)
+    for name in detect_formats(subject, signature=signature, only=formats):
+        part = get_format(name).verify(subject, trust=trust, signature=signature, threshold=threshold, now=now)
+        result = result.merged(part)
+    return result

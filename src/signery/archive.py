@@ -1,0 +1,668 @@
+"""The one strict reader of package archives (ZIP): what it lists is exactly what any installer extracts.
+
+Verification and installation both read archives through :class:`ZipArchive`, so there is no second parser that
+could see different contents. Anything ambiguous or dangerous is refused with ``unsafe-archive`` and the entry
+named: duplicate names (also after case folding and Unicode normalisation), absolute paths, ``..``, backslashes,
+control characters, links and special files, encrypted entries, local headers that disagree with the central
+directory, overlapping or unaccounted bytes, trailing data, multi-disk archives, unknown compression, and archives
+beyond the limits in :class:`ArchiveLimits` (entries, sizes, compression ratio). Entry data is decompressed in
+bounded chunks and checked against its CRC-32 and declared size.
+
+The format is parsed here by hand (PKWARE APPNOTE 6.3) because :mod:`zipfile` is deliberately lenient: it accepts
+duplicate names, overlapping entries and prefixed data, which are exactly the ambiguities attackers use.
+
+Example::
+
+    with ZipArchive.open(Path("plugin.zip")) as archive:
+        for entry in archive.files:
+            digest = archive.hash_entry(entry, ["sha256"])["sha256"]
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import stat
+import struct
+import unicodedata
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from .digests import MultiHasher
+from .errors import MalformedError, TamperedError, UnsafeArchiveError
+
+_EOCD = b"PK\x05\x06"
+_EOCD64 = b"PK\x06\x06"
+_EOCD64_LOC = b"PK\x06\x07"
+_CDH = b"PK\x01\x02"
+_LFH = b"PK\x03\x04"
+_DD = b"PK\x07\x08"
+_EOCD_FMT = struct.Struct("<4sHHHHIIH")  # 22 bytes
+_EOCD64_LOC_FMT = struct.Struct("<4sIQI")  # 20 bytes
+_EOCD64_FMT = struct.Struct("<4sQHHIIQQQQ")  # 56 bytes
+_CDH_FMT = struct.Struct("<4sHHHHHHIIIHHHHHII")  # 46 bytes
+_LFH_FMT = struct.Struct("<4sHHHHHIIIHH")  # 30 bytes
+_MAX_COMMENT = 0xFFFF
+_U32 = 0xFFFFFFFF
+_U16 = 0xFFFF
+
+STORED, DEFLATED = 0, 8
+_FLAG_ENCRYPTED = 0x1
+_FLAG_DATA_DESCRIPTOR = 0x8
+_FLAG_STRONG_ENCRYPTION = 0x40
+_FLAG_UTF8 = 0x800
+_FLAG_MASKED_HEADERS = 0x2000
+_UNIX = 3
+_CHUNK = 1 << 20  # decompress in 1 MiB steps so a bomb never inflates beyond one step before it is caught
+_MAX_EMPTY_DEFLATE = 16  # a directory entry's "compressed" empty body (deflate of b"" is 2 bytes)
+_MAX_NAME_BYTES = 1024  # longer than any real path; PATH_MAX-class names are an attack on extractors
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """Bounds on what an archive may contain. Defaults fit real plugins with ample room.
+
+    Attributes:
+        max_entries: entry count (zip bombs with millions of empty entries exhaust inodes and memory).
+        max_total_size: total uncompressed bytes (a bomb's declared total).
+        max_entry_size: uncompressed bytes of one entry.
+        max_ratio: uncompressed/compressed ratio for entries over ``ratio_floor`` bytes (classic deflate bombs
+            reach ~1000:1; real code and assets stay far below 100:1).
+        ratio_floor: entries smaller than this are not ratio-checked (tiny files compress oddly and harmlessly).
+    """
+
+    max_entries: int = 100_000
+    max_total_size: int = 8 << 30
+    max_entry_size: int = 4 << 30
+    max_ratio: int = 200
+    ratio_floor: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        if min(self.max_entries, self.max_total_size, self.max_entry_size, self.max_ratio) < 1:
+            raise ValueError("archive limits must be positive")
+
+
+DEFAULT_LIMITS = ArchiveLimits()
+
+
+@dataclass(frozen=True)
+class ZipEntry:
+    """One entry as the central directory and its local header agree it is."""
+
+    name: str
+    index: int
+    is_dir: bool
+    method: int
+    flags: int
+    crc: int
+    compressed_size: int
+    size: int
+    header_offset: int
+    data_offset: int
+    end_offset: int  # end of data and of any data descriptor: where the next entry must begin
+    mode: int
+    cd_record: bytes  # the raw central-directory record, reused verbatim when the archive is rewritten
+
+
+def check_entry_name(name: str, *, raw: bytes | None = None) -> None:
+    """Refuse names that could escape or confuse an extraction directory (raises ``unsafe-archive``)."""
+    subject = name
+    if not name:
+        raise UnsafeArchiveError("archive entry with an empty name", subject="<empty>")
+    if raw is not None and len(raw) > _MAX_NAME_BYTES:
+        raise UnsafeArchiveError(f"entry name is {len(raw)} bytes long", subject=subject[:80])
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        raise UnsafeArchiveError(f"entry name {name!r} contains a control character", subject=repr(name))
+    if "\\" in name:
+        raise UnsafeArchiveError(f"entry name {name!r} contains a backslash", subject=name)
+    if name.startswith("/") or (len(name) >= 2 and name[1] == ":"):
+        raise UnsafeArchiveError(f"entry name {name!r} is an absolute path", subject=name)
+    parts = name.rstrip("/").split("/")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise UnsafeArchiveError(f"entry name {name!r} has an empty, '.' or '..' component", subject=name)
+
+
+def _fold(name: str) -> str:
+    return unicodedata.normalize("NFC", name.rstrip("/")).casefold()
+
+
+class ZipArchive:
+    """A ZIP archive validated as a whole on open. Use as a context manager.
+
+    ``entries`` are in central-directory order (the order signatures cover); ``files`` are the non-directory ones.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        fh: IO[bytes],
+        mm: mmap.mmap | None,
+        entries: Sequence[ZipEntry],
+        comment: bytes,
+        cd_offset: int,
+        limits: ArchiveLimits,
+    ) -> None:
+        self.path = path
+        self._fh = fh
+        self._mm = mm
+        self.entries: tuple[ZipEntry, ...] = tuple(entries)
+        self.comment = comment
+        self.cd_offset = cd_offset
+        self.limits = limits
+        self._by_name = {e.name: e for e in self.entries}
+
+    # -- opening and validation -------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path, *, limits: ArchiveLimits = DEFAULT_LIMITS) -> ZipArchive:
+        """Open and validate ``path``. Raises ``malformed`` (not a zip) or ``unsafe-archive``."""
+        path = Path(path)
+        fh = path.open("rb")
+        try:
+            size = os.fstat(fh.fileno()).st_size
+            if size < _EOCD_FMT.size:
+                raise MalformedError(f"{path} is not a ZIP archive (too short)", subject=str(path))
+            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+            try:
+                entries, comment, cd_offset = _parse(mm, size, limits, str(path))
+            except BaseException:
+                mm.close()
+                raise
+            return cls(path, fh, mm, entries, comment, cd_offset, limits)
+        except BaseException:
+            fh.close()
+            raise
+
+    def close(self) -> None:
+        if self._mm is not None:
+            self._mm.close()
+            self._mm = None
+        self._fh.close()
+
+    def __enter__(self) -> ZipArchive:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def files(self) -> tuple[ZipEntry, ...]:
+        return tuple(e for e in self.entries if not e.is_dir)
+
+    def get(self, name: str) -> ZipEntry | None:
+        return self._by_name.get(name)
+
+    @property
+    def size(self) -> int:
+        return len(self._map)
+
+    @property
+    def _map(self) -> mmap.mmap:
+        if self._mm is None:
+            raise ValueError("archive is closed")
+        return self._mm
+
+    # -- reading entries ---------------------------------------------------------------------------------------
+
+    def iter_chunks(self, entry: ZipEntry) -> Iterator[bytes | memoryview]:
+        """The entry's uncompressed bytes in bounded chunks; CRC-32 and size are checked at the end.
+
+        Raises ``tampered`` when the data does not match its CRC or declared size (the entry is named).
+        """
+        mm = self._map
+        raw = memoryview(mm)[entry.data_offset : entry.data_offset + entry.compressed_size]
+        crc = 0
+        produced = 0
+        try:
+            if entry.method == STORED:
+                for start in range(0, len(raw), 8 * _CHUNK):
+                    part = raw[start : start + 8 * _CHUNK]
+                    crc = zlib.crc32(part, crc)
+                    produced += len(part)
+                    yield part
+            else:
+                d = zlib.decompressobj(-15)
+                pos = 0
+                while True:
+                    if d.unconsumed_tail:
+                        out = d.decompress(d.unconsumed_tail, _CHUNK)
+                    elif pos < len(raw):
+                        step = raw[pos : pos + _CHUNK]
+                        pos += len(step)
+                        out = d.decompress(step, _CHUNK)
+                    else:
+                        out = d.flush()
+                        if out:
+                            produced += len(out)
+                            if produced > entry.size:
+                                break
+                            crc = zlib.crc32(out, crc)
+                            yield out
+                        break
+                    if out:
+                        produced += len(out)
+                        if produced > entry.size:
+                            break  # more data than declared: a bomb lying about its size
+                        crc = zlib.crc32(out, crc)
+                        yield out
+                    if d.eof:
+                        break
+                if not d.eof and produced <= entry.size:
+                    raise TamperedError(f"entry {entry.name!r}: compressed data is truncated", subject=entry.name)
+                if d.unused_data or (pos < len(raw) and produced <= entry.size):
+                    raise UnsafeArchiveError(
+                        f"entry {entry.name!r}: bytes after the end of its compressed stream", subject=entry.name
+                    )
+        except zlib.error as exc:
+            raise TamperedError(f"entry {entry.name!r}: corrupt compressed data ({exc})", subject=entry.name) from None
+        finally:
+            raw.release()
+        if produced != entry.size:
+            raise TamperedError(
+                f"entry {entry.name!r}: {'more' if produced > entry.size else 'fewer'} bytes than its header declares",
+                subject=entry.name,
+            )
+        if crc != entry.crc:
+            raise TamperedError(f"entry {entry.name!r}: CRC-32 mismatch (contents changed)", subject=entry.name)
+
+    def read(self, entry: ZipEntry, *, max_size: int = 16 << 20) -> bytes:
+        """The whole uncompressed content of a small entry (refused above ``max_size``)."""
+        if entry.size > max_size:
+            raise UnsafeArchiveError(
+                f"entry {entry.name!r} is {entry.size} bytes; at most {max_size} expected", subject=entry.name
+            )
+        return b"".join(bytes(c) for c in self.iter_chunks(entry))
+
+    def hash_entry(self, entry: ZipEntry, algorithms: Iterable[str]) -> dict[str, bytes]:
+        h = MultiHasher(algorithms)
+        for chunk in self.iter_chunks(entry):
+            h.update(chunk)
+        return h.digests()
+
+    def hash_files(
+        self,
+        algorithms: Iterable[str],
+        *,
+        exclude: Iterable[str] = (),
+        progress: Callable[[int], None] | None = None,
+    ) -> list[tuple[ZipEntry, dict[str, bytes]]]:
+        """Digest every file entry (in archive order) except ``exclude``, each byte decompressed once."""
+        algs = tuple(algorithms)
+        skip = set(exclude)
+        out: list[tuple[ZipEntry, dict[str, bytes]]] = []
+        for e in self.files:
+            if e.name in skip:
+                continue
+            out.append((e, self.hash_entry(e, algs)))
+            if progress:
+                progress(e.compressed_size)
+        return out
+
+    def raw_bytes(self, start: int, end: int) -> memoryview:
+        return memoryview(self._map)[start:end]
+
+
+def _parse(mm: mmap.mmap, size: int, limits: ArchiveLimits, where: str) -> tuple[list[ZipEntry], bytes, int]:
+    # End of central directory: search backwards; the comment must run exactly to the end of the file.
+    tail_start = max(0, size - _EOCD_FMT.size - _MAX_COMMENT)
+    pos = mm.rfind(_EOCD, tail_start)
+    while pos >= 0:
+        *_, comment_len = _EOCD_FMT.unpack_from(mm, pos)
+        if pos + _EOCD_FMT.size + comment_len == size:
+            break
+        pos = mm.rfind(_EOCD, tail_start, pos)
+    if pos < 0:
+        raise MalformedError(f"{where} is not a ZIP archive (no end-of-central-directory record)", subject=where)
+    _, disk, cd_disk, n_disk, n_total, cd_size, cd_offset, comment_len = _EOCD_FMT.unpack_from(mm, pos)
+    comment = bytes(mm[pos + _EOCD_FMT.size : size])
+    cd_end = pos
+    if disk != 0 or cd_disk != 0 or n_disk != n_total:
+        raise UnsafeArchiveError("multi-disk ZIP archives are not supported", subject=where)
+    if _U32 in (cd_size, cd_offset) or n_total == _U16:
+        loc = pos - _EOCD64_LOC_FMT.size
+        if loc < 0 or mm[loc : loc + 4] != _EOCD64_LOC:
+            raise MalformedError(f"{where}: ZIP64 locator missing", subject=where)
+        _, loc_disk, eocd64_off, disks = _EOCD64_LOC_FMT.unpack_from(mm, loc)
+        if loc_disk != 0 or disks != 1 or eocd64_off + _EOCD64_FMT.size > loc:
+            raise MalformedError(f"{where}: bad ZIP64 locator", subject=where)
+        sig, rec_size, _, _, d64, cdd64, nd64, nt64, cd_size, cd_offset = _EOCD64_FMT.unpack_from(mm, eocd64_off)
+        if sig != _EOCD64 or d64 != 0 or cdd64 != 0 or nd64 != nt64 or eocd64_off + 12 + rec_size != loc:
+            raise MalformedError(f"{where}: bad ZIP64 end-of-central-directory record", subject=where)
+        n_total = nt64
+        cd_end = eocd64_off
+    if n_total > limits.max_entries:
+        raise UnsafeArchiveError(f"archive has {n_total} entries; the limit is {limits.max_entries}", subject=where)
+    if cd_offset + cd_size != cd_end:
+        raise UnsafeArchiveError(
+            "central directory does not end where the end record begins (prepended, appended or hidden data)",
+            subject=where,
+        )
+    entries: list[ZipEntry] = []
+    p = cd_offset
+    seen: dict[str, str] = {}
+    total = 0
+    for index in range(n_total):
+        if p + _CDH_FMT.size > cd_end or mm[p : p + 4] != _CDH:
+            raise MalformedError(f"{where}: central directory record {index} is damaged", subject=where)
+        (
+            _,
+            made_by,
+            _need,
+            flags,
+            method,
+            _t,
+            _d,
+            crc,
+            csize,
+            usize,
+            nlen,
+            xlen,
+            clen,
+            disk_start,
+            _ia,
+            ext_attr,
+            hoff,
+        ) = _CDH_FMT.unpack_from(mm, p)
+        rec_end = p + _CDH_FMT.size + nlen + xlen + clen
+        if rec_end > cd_end:
+            raise MalformedError(f"{where}: central directory record {index} overruns", subject=where)
+        raw_name = bytes(mm[p + _CDH_FMT.size : p + _CDH_FMT.size + nlen])
+        extra = bytes(mm[p + _CDH_FMT.size + nlen : p + _CDH_FMT.size + nlen + xlen])
+        record = bytes(mm[p:rec_end])
+        p = rec_end
+        name = _decode_name(raw_name, flags, where)
+        check_entry_name(name, raw=raw_name)
+        if usize == _U32 or csize == _U32 or hoff == _U32 or disk_start == _U16:
+            usize, csize, hoff = _zip64_extra(extra, usize, csize, hoff, disk_start, name)
+        if flags & (_FLAG_ENCRYPTED | _FLAG_STRONG_ENCRYPTION | _FLAG_MASKED_HEADERS):
+            raise UnsafeArchiveError(f"entry {name!r} is encrypted", subject=name)
+        if method not in (STORED, DEFLATED):
+            raise UnsafeArchiveError(f"entry {name!r} uses unsupported compression method {method}", subject=name)
+        is_dir = name.endswith("/")
+        mode = (ext_attr >> 16) & 0xFFFF if (made_by >> 8) == _UNIX else 0
+        if mode:
+            ftype = stat.S_IFMT(mode)
+            if ftype == stat.S_IFLNK:
+                raise UnsafeArchiveError(f"entry {name!r} is a symbolic link", subject=name)
+            if ftype not in (0, stat.S_IFREG, stat.S_IFDIR) or (ftype == stat.S_IFDIR) != is_dir:
+                raise UnsafeArchiveError(f"entry {name!r} is a special file (mode {oct(mode)})", subject=name)
+        if is_dir and (usize or csize > _MAX_EMPTY_DEFLATE):
+            raise UnsafeArchiveError(f"directory entry {name!r} has content", subject=name)
+        folded = _fold(name)
+        if folded in seen:
+            raise UnsafeArchiveError(f"duplicate entry name {name!r} (clashes with {seen[folded]!r})", subject=name)
+        seen[folded] = name
+        if usize > limits.max_entry_size:
+            raise UnsafeArchiveError(f"entry {name!r} would expand to {usize} bytes", subject=name)
+        total += usize
+        if total > limits.max_total_size:
+            raise UnsafeArchiveError(f"archive would expand to more than {limits.max_total_size} bytes", subject=name)
+        if usize > limits.ratio_floor and usize > limits.max_ratio * max(csize, 1):
+            raise UnsafeArchiveError(
+                f"entry {name!r} has a compression ratio of {usize // max(csize, 1)}:1 (limit {limits.max_ratio}:1)",
+                subject=name,
+            )
+        if method == STORED and csize != usize:
+            raise UnsafeArchiveError(f"stored entry {name!r} has different sizes", subject=name)
+        data_offset, end_offset = _check_local_header(
+            mm, hoff, raw_name, flags, method, crc, csize, usize, name, cd_offset
+        )
+        entries.append(
+            ZipEntry(name, index, is_dir, method, flags, crc, csize, usize, hoff, data_offset, end_offset, mode, record)
+        )
+    if p != cd_end:
+        raise UnsafeArchiveError("central directory holds more records than it declares", subject=where)
+    _check_files_vs_dirs(seen)
+    _check_layout(entries, cd_offset, where)
+    return entries, comment, cd_offset
+
+
+def _decode_name(raw: bytes, flags: int, where: str) -> str:
+    # As zipfile and unzip do: UTF-8 when the archive says so, CP437 otherwise. Either way the decoded name is
+    # the one checked, listed, signed and extracted, so no two readers can disagree about it.
+    if flags & _FLAG_UTF8:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UnsafeArchiveError(f"{where}: entry name is not valid UTF-8", subject=repr(raw)) from None
+    return raw.decode("cp437")
+
+
+def _zip64_extra(extra: bytes, usize: int, csize: int, hoff: int, disk: int, name: str) -> tuple[int, int, int]:
+    i = 0
+    while i + 4 <= len(extra):
+        tag, ln = struct.unpack_from("<HH", extra, i)
+        body = extra[i + 4 : i + 4 + ln]
+        i += 4 + ln
+        if tag != 0x0001:
+            continue
+        vals = list(struct.unpack_from(f"<{len(body) // 8}Q", body)) if len(body) >= 8 else []
+        try:
+            if usize == _U32:
+                usize = vals.pop(0)
+            if csize == _U32:
+                csize = vals.pop(0)
+            if hoff == _U32:
+                hoff = vals.pop(0)
+        except IndexError:
+            break
+        return usize, csize, hoff
+    raise UnsafeArchiveError(f"entry {name!r}: ZIP64 sizes missing from its extra field", subject=name)
+
+
+def _check_local_header(
+    mm: mmap.mmap,
+    hoff: int,
+    raw_name: bytes,
+    flags: int,
+    method: int,
+    crc: int,
+    csize: int,
+    usize: int,
+    name: str,
+    cd_offset: int,
+) -> tuple[int, int]:
+    if hoff + _LFH_FMT.size > cd_offset or mm[hoff : hoff + 4] != _LFH:
+        raise UnsafeArchiveError(f"entry {name!r}: no local header where the central directory says", subject=name)
+    _, _need, lflags, lmethod, _t, _d, lcrc, lcsize, lusize, lnlen, lxlen = _LFH_FMT.unpack_from(mm, hoff)
+    lname = bytes(mm[hoff + _LFH_FMT.size : hoff + _LFH_FMT.size + lnlen])
+    if lname != raw_name:
+        raise UnsafeArchiveError(
+            f"entry {name!r}: local header names it {lname.decode('utf-8', 'replace')!r}", subject=name
+        )
+    if lmethod != method or (lflags & ~_FLAG_DATA_DESCRIPTOR) != (flags & ~_FLAG_DATA_DESCRIPTOR):
+        raise UnsafeArchiveError(f"entry {name!r}: local header disagrees with the central directory", subject=name)
+    data_offset = hoff + _LFH_FMT.size + lnlen + lxlen
+    end = data_offset + csize
+    if end > cd_offset:
+        raise UnsafeArchiveError(f"entry {name!r}: data runs into the central directory", subject=name)
+    if lflags & _FLAG_DATA_DESCRIPTOR:
+        # The descriptor repeats crc and sizes (32- or 64-bit, with an optional signature).
+        desc = bytes(mm[end : min(end + 24, cd_offset)])
+        off = 4 if desc[:4] == _DD else 0
+        for width in (4, 8):
+            fmt = "<III" if width == 4 else "<IQQ"
+            n = struct.calcsize(fmt)
+            if len(desc) >= off + n and struct.unpack_from(fmt, desc, off) == (crc, csize, usize):
+                return data_offset, end + off + n
+        raise UnsafeArchiveError(f"entry {name!r}: data descriptor disagrees with the central directory", subject=name)
+    if (lcrc, lcsize, lusize) != (crc, csize, usize) and not (lcsize == _U32 or lusize == _U32):
+        raise UnsafeArchiveError(f"entry {name!r}: local header sizes or CRC disagree", subject=name)
+    return data_offset, end
+
+
+def _check_files_vs_dirs(seen: dict[str, str]) -> None:
+    files = {k for k, v in seen.items() if not v.endswith("/")}
+    for folded, name in seen.items():
+        parts = folded.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in files:
+                raise UnsafeArchiveError(f"entry {name!r} lies under a file of the same name", subject=name)
+
+
+def _check_layout(entries: list[ZipEntry], cd_offset: int, where: str) -> None:
+    """Entries must tile the file from offset 0 to the central directory: no overlap, no hidden bytes."""
+    expected = 0
+    for e in sorted(entries, key=lambda e: e.header_offset):
+        if e.header_offset < expected:
+            raise UnsafeArchiveError(f"entry {e.name!r} overlaps another entry", subject=e.name)
+        if e.header_offset > expected:
+            raise UnsafeArchiveError(
+                f"{e.header_offset - expected} unaccounted bytes before entry {e.name!r}", subject=e.name
+            )
+        expected = e.end_offset
+    if expected != cd_offset:
+        raise UnsafeArchiveError(
+            f"{cd_offset - expected} unaccounted bytes before the central directory", subject=where
+        )
+
+
+# -- writing ----------------------------------------------------------------------------------------------------
+
+
+def _dos_time() -> tuple[int, int]:
+    # A fixed timestamp (1980-01-01): signery's own entries are reproducible byte for byte.
+    return 0, (0 << 9) | (1 << 5) | 1
+
+
+def rewrite_zip(
+    archive: ZipArchive,
+    out: IO[bytes],
+    *,
+    drop: Iterable[str] = (),
+    add: Sequence[tuple[str, bytes]] = (),
+    comment: bytes | None = None,
+) -> None:
+    """Write a copy of ``archive`` to ``out``: without the entries named in ``drop``, with ``add`` appended.
+
+    Kept entries are copied byte for byte (local header, data, descriptor, central record), so nothing about them
+    changes. Dropped entries must lie physically after every kept entry (signery always appends its own entries
+    last); otherwise the archive is rebuilt entry by entry through :func:`_rebuild`.
+    """
+    drop_set = set(drop)
+    for name, _ in add:
+        check_entry_name(name)
+    kept = [e for e in archive.entries if e.name not in drop_set]
+    dropped = [e for e in archive.entries if e.name in drop_set]
+    new_comment = archive.comment if comment is None else comment
+    if len(new_comment) > _MAX_COMMENT:
+        raise MalformedError("ZIP comment too long")
+    if any(name in {e.name for e in kept} for name, _ in add):
+        raise UnsafeArchiveError("refusing to add an entry that already exists", subject=add[0][0])
+    if dropped and kept and min(e.header_offset for e in dropped) < max(e.end_offset for e in kept):
+        _rebuild(archive, out, kept, add, new_comment)
+        return
+    copy_end = max((e.end_offset for e in kept), default=0)
+    for start in range(0, copy_end, 64 << 20):
+        out.write(archive.raw_bytes(start, min(copy_end, start + (64 << 20))))
+    records = [e.cd_record for e in kept]
+    pos = copy_end
+    for name, data in add:
+        lfh, cdh = _new_entry_headers(name, data, pos)
+        out.write(lfh)
+        out.write(data)
+        pos += len(lfh) + len(data)
+        records.append(cdh)
+    _write_central_directory(out, records, pos, new_comment)
+
+
+def _new_entry_headers(name: str, data: bytes, offset: int) -> tuple[bytes, bytes]:
+    raw_name = name.encode("utf-8")
+    crc = zlib.crc32(data)
+    t, d = _dos_time()
+    flags = _FLAG_UTF8 if not raw_name.isascii() else 0
+    if offset >= _U32 or len(data) >= _U32:
+        raise UnsafeArchiveError("archives over 4 GiB cannot take new entries yet", subject=name)
+    lfh = _LFH_FMT.pack(_LFH, 20, flags, STORED, t, d, crc, len(data), len(data), len(raw_name), 0) + raw_name
+    cdh = (
+        _CDH_FMT.pack(
+            _CDH,
+            (_UNIX << 8) | 20,
+            20,
+            flags,
+            STORED,
+            t,
+            d,
+            crc,
+            len(data),
+            len(data),
+            len(raw_name),
+            0,
+            0,
+            0,
+            0,
+            (stat.S_IFREG | 0o644) << 16,
+            offset,
+        )
+        + raw_name
+    )
+    return lfh, cdh
+
+
+def _write_central_directory(out: IO[bytes], records: Sequence[bytes], cd_offset: int, comment: bytes) -> None:
+    cd = b"".join(records)
+    out.write(cd)
+    n = len(records)
+    if n >= _U16 or cd_offset >= _U32 or len(cd) >= _U32:
+        eocd64_off = cd_offset + len(cd)
+        out.write(_EOCD64_FMT.pack(_EOCD64, 44, 45, 45, 0, 0, n, n, len(cd), cd_offset))
+        out.write(_EOCD64_LOC_FMT.pack(_EOCD64_LOC, 0, eocd64_off, 1))
+        out.write(
+            _EOCD_FMT.pack(
+                _EOCD, 0, 0, min(n, _U16), min(n, _U16), min(len(cd), _U32), min(cd_offset, _U32), len(comment)
+            )
+        )
+    else:
+        out.write(_EOCD_FMT.pack(_EOCD, 0, 0, n, n, len(cd), cd_offset, len(comment)))
+    out.write(comment)
+
+
+def _rebuild(
+    archive: ZipArchive, out: IO[bytes], kept: Sequence[ZipEntry], add: Sequence[tuple[str, bytes]], comment: bytes
+) -> None:
+    """Slow path: re-emit each kept entry (raw local bytes) at a new offset with a patched central record."""
+    indexed: list[tuple[int, bytes]] = []
+    pos = 0
+    for e in sorted(kept, key=lambda e: e.header_offset):
+        if e.header_offset >= _U32 or pos >= _U32 or struct.unpack_from("<I", e.cd_record, 42)[0] == _U32:
+            raise UnsafeArchiveError("cannot reorder entries of a ZIP64 archive", subject=e.name)
+        for start in range(e.header_offset, e.end_offset, 64 << 20):
+            out.write(archive.raw_bytes(start, min(e.end_offset, start + (64 << 20))))
+        rec = bytearray(e.cd_record)
+        struct.pack_into("<I", rec, 42, pos)
+        indexed.append((e.index, bytes(rec)))
+        pos += e.end_offset - e.header_offset
+    records = [rec for _, rec in sorted(indexed)]  # central-directory order stays as it was
+    for name, data in add:
+        lfh, cdh = _new_entry_headers(name, data, pos)
+        out.write(lfh)
+        out.write(data)
+        pos += len(lfh) + len(data)
+        records.append(cdh)
+    _write_central_directory(out, records, pos, comment)
+
+
+def is_zip(path: Path) -> bool:
+    """Whether ``path`` starts like a ZIP archive (cheap sniff; :meth:`ZipArchive.open` decides)."""
+    try:
+        with Path(path).open("rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return False
+    return head in (_LFH, _EOCD)
+
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "ArchiveLimits",
+    "ZipArchive",
+    "ZipEntry",
+    "check_entry_name",
+    "is_zip",
+    "rewrite_zip",
+]
