@@ -1,0 +1,1 @@
+"""One router per resource: packages (read), uploads and publishing (write), health."""
