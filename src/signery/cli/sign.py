@@ -1,0 +1,164 @@
+"""``signery sign``: sign a package, file or directory in any supported format."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import UsageError
+from ._common import Progress, emit_json, handle_errors, json_option, passphrase_from_env
+
+REMOTE_PREFIX = "remote:"
+
+
+def _claims(values: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--claim takes key=value, got {item!r}", subject=item)
+        if key in out:
+            raise UsageError(f"claim {key!r} given twice", subject=key)
+        out[key] = value
+    return out
+
+
+def _remote(key: str, server: str | None, fmt: str) -> Any:
+    from .. import remote  # type: ignore[attr-defined,unused-ignore]
+
+    name = key[len(REMOTE_PREFIX) :]
+    server = server or os.environ.get("SIGNERY_SERVER")
+    if not server:
+        raise UsageError("remote keys need --server URL (or $SIGNERY_SERVER)", subject="--server")
+    api_key = os.environ.get("SIGNERY_API_KEY")
+    if not api_key:
+        raise UsageError("remote keys need an API key in $SIGNERY_API_KEY", subject="SIGNERY_API_KEY")
+    if fmt == "openpgp":
+        return remote.RemoteOpenPGPSigner(server, api_key, name)
+    return remote.RemoteSigner(server, api_key, name)
+
+
+def load_signer(key: str | None, *, fmt: str, passphrase_env: str | None, server: str | None) -> Any:
+    """The signer for ``--key``: a key file, or ``remote:NAME`` held by a signing service."""
+    if fmt == "openpgp" and key is None and os.environ.get("ELASTIC_PACKAGE_SIGNER_PRIVATE_KEYFILE"):
+        # Elastic's elastic-package conventions, honoured when no --key is given.
+        key = os.environ["ELASTIC_PACKAGE_SIGNER_PRIVATE_KEYFILE"]
+        if passphrase_env is None and os.environ.get("ELASTIC_PACKAGE_SIGNER_PASSPHRASE"):
+            passphrase_env = "ELASTIC_PACKAGE_SIGNER_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
+    if key is None:
+        raise UsageError("which key? give --key FILE (or --key remote:NAME)", subject="--key")
+    if key.startswith(REMOTE_PREFIX):
+        return _remote(key, server, fmt)
+    passphrase = passphrase_from_env(passphrase_env)
+    if fmt == "openpgp":
+        from .. import openpgp
+
+        path = Path(key)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read key {key}: {exc.strerror}", subject=key) from None
+        return openpgp.load_signer(data, passphrase=passphrase, source=key)
+    from ..keys import FileSigner, load_private_key_file
+
+    return FileSigner(load_private_key_file(Path(key), passphrase=passphrase), name=key)
+
+
+@click.command()
+@click.argument("subject", type=click.Path(exists=True, path_type=Path))
+@click.option("--key", "-k", help="Private key file, or remote:NAME for a key held by a signing service.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["native", "dify", "openpgp"]),
+    default="native",
+    show_default=True,
+    help="native: DSSE/in-toto over every file; dify: .difypkg ZIP-comment signature; openpgp: detached .sig.",
+)
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Where to write (default depends on format).")
+@click.option("--in-place", is_flag=True, help="Add the signature to SUBJECT itself (ZIPs, native format).")
+@click.option("--detached", is_flag=True, help="Write SUBJECT.signery.json even for a ZIP (native format).")
+@click.option(
+    "--digest",
+    type=click.Choice(["sha256", "sha512", "blake3"]),
+    default="sha256",
+    show_default=True,
+    help="Digest of each file (native).",
+)
+@click.option("--claim", "claims", multiple=True, metavar="KEY=VALUE", help="A signed claim (name, version, ...).")
+@click.option("--category", type=click.Choice(["langgenius", "partner", "community"]), help="Dify category.")
+@click.option("--armor", is_flag=True, help="ASCII-armored OpenPGP signature (Elastic style).")
+@click.option("--passphrase-env", metavar="VAR", help="Read the private key's passphrase from $VAR.")
+@click.option("--server", metavar="URL", help="Signing service URL for remote:NAME keys (or $SIGNERY_SERVER).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@json_option
+@handle_errors
+def sign(
+    subject: Path,
+    key: str | None,
+    fmt: str,
+    output: Path | None,
+    in_place: bool,
+    detached: bool,
+    digest: str,
+    claims: tuple[str, ...],
+    category: str | None,
+    armor: bool,
+    passphrase_env: str | None,
+    server: str | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Sign SUBJECT: a package (ZIP, .difypkg, .whl, ...), any file, or a directory.
+
+    \b
+    Native format (default): a ZIP gets a signed copy X.signed.zip with the signature embedded
+    (--in-place adds it to X itself; an existing signature is kept, so a second key countersigns);
+    any other file or directory gets a detached X.signery.json beside it.
+
+    \b
+    Examples:
+      signery sign plugin.zip --key alice.private.pem --claim name=acme-search --claim version=1.2.0
+      signery sign plugin.signed.zip --key marketplace.private.pem --in-place     # countersign
+      signery sign firmware.bin --key alice.private.pem --digest blake3
+      signery sign plugin.difypkg --format dify --key acme.private.pem --category partner
+      signery sign plugin-0.1.0.tar.gz --format openpgp --key alice.private.asc
+      signery sign plugin.zip --key remote:release --server https://signer.internal:8443
+    """
+    from ..formats import get_format
+
+    claim_map = _claims(claims)
+    signer = load_signer(key, fmt=fmt, passphrase_env=passphrase_env, server=server)
+    module = get_format(fmt)
+    if fmt == "native":
+        total = subject.stat().st_size if subject.is_file() else 0
+        bar = Progress(total, f"signing {subject.name}", quiet=quiet)
+        try:
+            written = module.sign(
+                subject,
+                signer,
+                output=output,
+                in_place=in_place,
+                detached=detached,
+                digest=digest,
+                claims=claim_map,
+                progress=bar.advance,
+            )
+        finally:
+            bar.close()
+    elif fmt == "dify":
+        if claim_map or detached or in_place:
+            raise UsageError("--claim, --detached and --in-place apply to the native format")
+        written = module.sign(subject, signer, output=output, category=category or "langgenius")
+    else:
+        if claim_map or detached or in_place:
+            raise UsageError("--claim, --detached and --in-place apply to the native format")
+        written = module.sign(subject, signer, output=output, armor=armor)
+    kid = getattr(signer, "key_id", None) or getattr(signer, "fingerprint", None)
+    if as_json:
+        emit_json({"ok": True, "format": fmt, "written": str(written), "key_id": kid})
+    else:
+        click.echo(f"signed {subject} with {kid} ({fmt}) -> {written}")

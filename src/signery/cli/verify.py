@@ -1,0 +1,161 @@
+"""``signery verify`` and ``signery inspect``."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import UsageError
+from ..result import SignatureCheck, VerificationResult
+from ..trust import TrustSet
+from ._common import EXIT_OK, EXIT_REFUSED, Progress, emit_json, handle_errors, json_option, trust_store_dir
+
+FORMAT_CHOICES = ["native", "dify", "openpgp"]
+
+
+def load_trust(keys: tuple[Path, ...], trust_store: Path | None, *, fmt: str | None) -> TrustSet:
+    """--key files when given (and then only those), else the trust store; Dify's marketplace key for Dify."""
+    from ..trust import TrustedKey, TrustStore, load_trusted_key_file
+
+    if keys:
+        loaded: list[TrustedKey] = []
+        for i, path in enumerate(keys):
+            entry = load_trusted_key_file(path).key
+            if any(k.name == entry.name for k in loaded):
+                entry = dataclasses.replace(entry, name=f"{entry.name}#{i}")
+            loaded.append(entry)
+        return TrustSet(loaded)
+    trust = TrustStore(trust_store_dir(trust_store)).load()
+    if fmt in (None, "dify") and importlib.util.find_spec("signery.formats.dify") is not None:
+        from ..formats import dify  # type: ignore[attr-defined,unused-ignore]
+
+        trust = trust.union(dify.official_trust())
+    return trust
+
+
+def _line(check: SignatureCheck) -> str:
+    mark = "✓" if check.valid else "✗"
+    who = check.key_name or "?"
+    kid = (check.key_id or "-")[:16]
+    when = check.signed_at.strftime("%Y-%m-%d %H:%M:%SZ") if check.signed_at else "-"
+    claims = " ".join(f"{k}={v}" for k, v in sorted(check.claims.items()))
+    text = f"{mark} {check.status:<16} {check.format:<8} {who} ({kid})  {when}"
+    if claims:
+        text += f"  {claims}"
+    if not check.valid and check.detail:
+        text += f"\n    {check.detail}"
+    return text
+
+
+def render(result: VerificationResult) -> None:
+    for check in result.signatures:
+        click.echo(_line(check))
+    if result.verified:
+        click.echo(f"verified: {result.subject} ({result.message})")
+    else:
+        at = f" [{result.fault}]" if result.fault else ""
+        click.echo(f"refused: {result.reason}: {result.message}{at}", err=True)
+
+
+@click.command()
+@click.argument("subject", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--key",
+    "-k",
+    "keys",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Trust only this public key (PEM, X.509 certificate or OpenPGP); repeatable. Default: the trust store.",
+)
+@click.option("--trust-store", type=click.Path(file_okay=False, path_type=Path), help="Trust store directory.")
+@click.option("--threshold", type=click.IntRange(min=1), default=1, show_default=True, help="Distinct trusted keys.")
+@click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), help="Only this format (default: all found).")
+@click.option(
+    "--signature", "-s", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Detached signature file."
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@json_option
+@handle_errors
+def verify(
+    subject: Path,
+    keys: tuple[Path, ...],
+    trust_store: Path | None,
+    threshold: int,
+    fmt: str | None,
+    signature: Path | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Verify SUBJECT: exit 0 if at least THRESHOLD distinct trusted keys signed exactly its contents.
+
+    Every signature found (native, Dify, OpenPGP) is reported on its own line with its status; a refusal names
+    its reason (unsigned, unknown-key, bad-signature, tampered, unsafe-archive, expired-key, revoked-key,
+    policy-violation) and the file or key at fault.
+
+    \b
+    Examples:
+      signery verify plugin.signed.zip                       # keys from the trust store
+      signery verify plugin.signed.zip --key alice.public.pem
+      signery verify plugin.signed.zip --key a.pub --key b.pub --threshold 2 --json
+      signery verify plugin-0.1.0.tar.gz --signature plugin-0.1.0.tar.gz.sig --key alice.public.asc
+      signery verify langgenius-agent.difypkg --format dify  # Dify marketplace key built in
+    Exit codes: 0 verified, 1 refused, 2 unusable input, 3 environment error.
+    """
+    from ..formats import get_format, verify_detected
+
+    trust = load_trust(keys, trust_store, fmt=fmt)
+    if fmt == "native":
+        bar = Progress(subject.stat().st_size if subject.is_file() else 0, f"verifying {subject.name}", quiet=quiet)
+        try:
+            result = get_format("native").verify(
+                subject, trust=trust, signature=signature, threshold=threshold, progress=bar.advance
+            )
+        finally:
+            bar.close()
+    elif fmt is not None:
+        result = get_format(fmt).verify(subject, trust=trust, signature=signature, threshold=threshold)
+    else:
+        result = verify_detected(subject, trust=trust, signature=signature, threshold=threshold)
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        render(result)
+    raise SystemExit(EXIT_OK if result.verified else EXIT_REFUSED)
+
+
+@click.command()
+@click.argument("subject", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--signature", "-s", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Detached signature file."
+)
+@json_option
+@handle_errors
+def inspect(subject: Path, signature: Path | None, as_json: bool) -> None:
+    """Show the signatures SUBJECT carries and what they claim, without judging trust.
+
+    \b
+    Example:
+      signery inspect plugin.signed.zip --json     # {"envelopes": [...DSSE...], "signatures": [...]}
+    """
+    from ..formats import detect_formats, get_format
+
+    found = detect_formats(subject, signature=signature)
+    doc: dict[str, Any] = {"subject": str(subject), "formats": found, "envelopes": [], "signatures": []}
+    for name in found:
+        part = get_format(name).inspect(subject, signature=signature)
+        doc["envelopes"].extend(part.get("envelopes", []))
+        doc["signatures"].extend(part.get("signatures", []))
+        doc.setdefault("details", {})[name] = {k: v for k, v in part.items() if k not in ("envelopes", "signatures")}
+    if as_json:
+        emit_json(doc)
+        return
+    if not found:
+        raise UsageError(f"{subject} carries no signature", subject=str(subject))
+    click.echo(f"{subject}: {len(doc['signatures'])} signature(s) in {', '.join(found)}")
+    for s in doc["signatures"]:
+        claims = " ".join(f"{k}={v}" for k, v in sorted((s.get("claims") or {}).items()))
+        click.echo(f"  {s.get('format')}  key {s.get('key_id')}  signed {s.get('signed_at') or '-'}  {claims}".rstrip())
