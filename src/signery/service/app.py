@@ -1,0 +1,99 @@
+"""The FastAPI application: ``create_app(settings)`` wires the database, key store, limits and routers."""
+
+from __future__ import annotations
+
+import threading
+
+from fastapi import APIRouter, FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from .deps import ServiceState
+from .errors import install_handlers
+from .keystore import KeyStore
+from .ratelimit import RateLimiter
+from .routes import api_keys, audit, bootstrap, health, keys
+from .settings import Settings
+from .storage import Database
+
+API_PREFIX = "/v1"
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, by Content-Length and while streaming (chunked)."""
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await _reply(send, 400, b'{"error":{"reason":"malformed","message":"bad Content-Length"}}')
+                    return
+                if declared > self.limit:
+                    await _reply(send, 413, b'{"error":{"reason":"malformed","message":"request body too large"}}')
+                    return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await _reply(send, 413, b'{"error":{"reason":"malformed","message":"request body too large"}}')
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _reply(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
+    """Build the service for ``settings``; refuses (ConfigError) a database that is not migrated."""
+    db = Database(settings.database_url)
+    if check_schema:
+        db.check_schema()
+    app = FastAPI(
+        title="signery signing service",
+        version=__version__,
+        description="Holds private keys and signs for authenticated callers. Private keys never leave it.",
+    )
+    app.state.service = ServiceState(
+        db=db,
+        keystore=KeyStore(settings.master_key),
+        limiter=RateLimiter(rate=settings.rate_per_second, burst=settings.burst),
+        auth_cache={},
+        auth_lock=threading.Lock(),
+    )
+    app.state.db = db
+    install_handlers(app)
+    v1 = APIRouter(prefix=API_PREFIX)
+    for module in (keys, bootstrap, audit, api_keys):
+        v1.include_router(module.router)
+    app.include_router(v1)
+    app.include_router(health.router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app

@@ -1,0 +1,106 @@
+"""Request dependencies: the database, the key store, and the authenticated, rate-limited caller."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader
+
+from .apikeys import Caller, authenticate
+from .errors import DeniedError, RateLimitedError
+from .keystore import KeyStore
+from .ratelimit import RateLimiter
+from .storage import Database
+
+AUTH_CACHE_SECONDS = 1.0  # a revocation made by another process takes effect within this; this process: at once
+MAX_AUTH_CACHE = 10_000  # distinct valid tokens remembered per process
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key: sgy_<id>_<secret>")
+
+
+@dataclass
+class ServiceState:
+    db: Database
+    keystore: KeyStore
+    limiter: RateLimiter
+    auth_cache: dict[str, tuple[Caller, float]]
+    auth_lock: threading.Lock
+
+    def forget_callers(self) -> None:
+        with self.auth_lock:
+            self.auth_cache.clear()
+
+
+def get_state(request: Request) -> ServiceState:
+    state = request.app.state.service
+    assert isinstance(state, ServiceState)
+    return state
+
+
+State = Annotated[ServiceState, Depends(get_state)]
+
+
+def _action(request: Request) -> str:
+    return f"{request.method} {request.url.path}"[:64]
+
+
+def get_caller(request: Request, state: State, token: Annotated[str | None, Depends(api_key_header)]) -> Caller:
+    """The caller behind ``X-API-Key``; 401 without a valid one, 429 when over its rate."""
+    if not token:
+        _limit(state, f"anon:{request.client.host if request.client else '-'}")
+        raise DeniedError("an X-API-Key header is required", status=401, caller="-", action=_action(request))
+    cache_key = hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+    now = time.monotonic()
+    with state.auth_lock:
+        hit = state.auth_cache.get(cache_key)
+    caller = hit[0] if hit is not None and now - hit[1] < AUTH_CACHE_SECONDS else None
+    if caller is None:
+        with state.db.session() as session:
+            caller = authenticate(session, token)
+        if caller is None:
+            _limit(state, f"anon:{request.client.host if request.client else '-'}")
+            raise DeniedError(
+                "the API key is not valid (unknown, expired or revoked)",
+                status=401,
+                caller="-",
+                action=_action(request),
+            )
+        with state.auth_lock:
+            if len(state.auth_cache) >= MAX_AUTH_CACHE:
+                state.auth_cache.clear()
+            state.auth_cache[cache_key] = (caller, now)
+    _limit(state, caller.api_key_id)
+    return caller
+
+
+def _limit(state: ServiceState, key: str) -> None:
+    wait = state.limiter.take(key)
+    if wait:
+        raise RateLimitedError(f"rate limit exceeded; retry in {wait} s", retry_after=wait)
+
+
+CurrentCaller = Annotated[Caller, Depends(get_caller)]
+
+
+def deny(request: Request, caller: Caller, *, needs: str, key_name: str | None = None) -> DeniedError:
+    return DeniedError(
+        f"API key {caller.name} lacks the {needs} scope",
+        status=403,
+        caller=caller.name,
+        action=_action(request),
+        key_name=key_name,
+    )
+
+
+def require_admin(request: Request, caller: CurrentCaller) -> Caller:
+    if not caller.is_admin:
+        raise deny(request, caller, needs="admin")
+    return caller
+
+
+AdminCaller = Annotated[Caller, Depends(require_admin)]

@@ -1,0 +1,84 @@
+"""How signery errors become HTTP responses, and how denials reach the audit log.
+
+Every error body is ``{"error": {"reason", "message", "subject"}}``. Status codes: 400 unusable input, 401 no valid
+API key, 403 a valid key without the scope, 404 unknown key, 409 exists already, 413 body too large, 422 refused
+(policy, bad signature), 429 rate limited, 503 environment (database, master key).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from ..errors import ConfigError, EnvironmentFailure, MalformedError, Reason, SigneryError, VerificationError
+from .apikeys import NotFoundError
+from .audit import AuditEvent, record
+from .keystore import ConflictError
+
+
+class DeniedError(SigneryError):
+    """A request refused before any work: 401 (who are you?) or 403 (not allowed)."""
+
+    default_reason = Reason.POLICY_VIOLATION
+
+    def __init__(self, message: str, *, status: int, caller: str, action: str, key_name: str | None = None) -> None:
+        super().__init__(message, subject=key_name)
+        self.status, self.caller, self.action, self.key_name = status, caller, action, key_name
+
+
+class RateLimitedError(SigneryError):
+    default_reason = Reason.POLICY_VIOLATION
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def status_of(err: SigneryError) -> int:
+    if isinstance(err, NotFoundError):
+        return 404
+    if isinstance(err, ConflictError):
+        return 409
+    if isinstance(err, VerificationError):
+        return 422
+    if isinstance(err, ConfigError | EnvironmentFailure):
+        return 503
+    if isinstance(err, MalformedError):
+        return 400
+    return 400
+
+
+def error_body(err: SigneryError) -> dict[str, dict[str, str | None]]:
+    return {"error": err.to_dict()}
+
+
+def install_handlers(app: FastAPI) -> None:
+    def on_denied(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DeniedError)
+        try:
+            record(
+                request.app.state.db,
+                AuditEvent(
+                    caller=exc.caller,
+                    action=exc.action,
+                    result=f"denied:{exc.status}",
+                    key_name=exc.key_name,
+                    detail=exc.message,
+                ),
+            )
+        except SigneryError as err:
+            return JSONResponse(error_body(err), status_code=503)
+        headers = {"WWW-Authenticate": "APIKey"} if exc.status == 401 else None
+        return JSONResponse(error_body(exc), status_code=exc.status, headers=headers)
+
+    def on_rate_limited(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RateLimitedError)
+        return JSONResponse(error_body(exc), status_code=429, headers={"Retry-After": str(exc.retry_after)})
+
+    def on_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, SigneryError)
+        return JSONResponse(error_body(exc), status_code=status_of(exc))
+
+    app.add_exception_handler(DeniedError, on_denied)
+    app.add_exception_handler(RateLimitedError, on_rate_limited)
+    app.add_exception_handler(SigneryError, on_error)

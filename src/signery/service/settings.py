@@ -1,0 +1,112 @@
+"""The signing service's settings: one validated object, built by the CLI (or a test) and handed to ``create_app``.
+
+The library never reads the environment; :func:`signery.cli.server` does, and passes plain values here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError
+
+MASTER_KEY_BYTES = 32  # AES-256
+MAX_MASTER_KEY_FILE_BYTES = 4096  # a base64 key is 44 bytes; refuse to read anything large
+DEFAULT_RATE_PER_SECOND = 200.0  # per API key per process: generous for CI pipelines, bounds a runaway client
+DEFAULT_BURST = 400
+DEFAULT_MAX_BODY_BYTES = 1 << 20  # 64 KiB messages, base64, in batches of a few: 1 MiB is plenty
+
+
+class MasterKey:
+    """The 32-byte key that wraps every data key. Its ``repr`` never shows it."""
+
+    __slots__ = ("_key", "key_id")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != MASTER_KEY_BYTES:
+            raise ConfigError(f"the master key must be {MASTER_KEY_BYTES} bytes, got {len(key)}", subject="master key")
+        self._key = key
+        # A public fingerprint, stored beside each wrapped key so a wrong master key is named, not a crypto error.
+        self.key_id = hashlib.sha256(b"signery-master-key-id\0" + key).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"MasterKey(key_id={self.key_id!r})"
+
+    @property
+    def secret(self) -> bytes:
+        return self._key
+
+    @classmethod
+    def from_text(cls, text: str | bytes, *, source: str) -> MasterKey:
+        """Parse the base64 text form (what ``signery server init`` writes and ``SIGNERY_MASTER_KEY`` holds)."""
+        raw = text.strip() if isinstance(text, bytes) else text.strip().encode()
+        try:
+            key = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise ConfigError(f"{source} is not a base64 master key", subject=source) from None
+        if len(key) != MASTER_KEY_BYTES:
+            raise ConfigError(
+                f"{source} holds {len(key)} bytes; a master key is {MASTER_KEY_BYTES} bytes of base64", subject=source
+            )
+        return cls(key)
+
+    @classmethod
+    def from_file(cls, path: Path) -> MasterKey:
+        try:
+            with Path(path).open("rb") as fh:
+                data = fh.read(MAX_MASTER_KEY_FILE_BYTES + 1)
+        except FileNotFoundError:
+            raise ConfigError(
+                f"master key file {path} does not exist",
+                subject=str(path),
+                hint="create one with 'signery server init', or set SIGNERY_MASTER_KEY",
+            ) from None
+        except OSError as exc:
+            raise ConfigError(f"master key file {path} cannot be read: {exc.strerror}", subject=str(path)) from None
+        if len(data) > MAX_MASTER_KEY_FILE_BYTES:
+            raise ConfigError(f"{path} is too large to be a master key file", subject=str(path))
+        return cls.from_text(data, source=str(path))
+
+    def to_text(self) -> str:
+        return base64.b64encode(self._key).decode()
+
+
+def normalise_database_url(url: str) -> str:
+    """``postgresql://`` means psycopg 3 here (SQLAlchemy's default driver, psycopg2, is not a dependency)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    if not (url.startswith(("sqlite:///", "postgresql+psycopg://"))):
+        raise ConfigError("database URL must be sqlite:///PATH or postgresql://USER@HOST/DB", subject="--database-url")
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service needs to run.
+
+    Attributes:
+        database_url: ``sqlite:///path`` or ``postgresql://...``.
+        master_key: wraps the per-key data keys.
+        rate_per_second: token-bucket refill per API key (per server process).
+        burst: token-bucket size per API key.
+        max_body_bytes: larger request bodies are refused with 413.
+    """
+
+    database_url: str
+    master_key: MasterKey
+    rate_per_second: float = DEFAULT_RATE_PER_SECOND
+    burst: int = DEFAULT_BURST
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "database_url", normalise_database_url(self.database_url))
+        if not self.rate_per_second > 0:
+            raise ConfigError("the rate limit must be positive", subject="rate_per_second")
+        if self.burst < 1:
+            raise ConfigError("the burst must be at least 1", subject="burst")
+        if self.max_body_bytes < 1024:
+            raise ConfigError("the body limit must be at least 1 KiB", subject="max_body_bytes")
