@@ -1055,7 +1055,9 @@ def make_signature(
     return encode_packet(TAG_SIGNATURE, body)
 
 
-def _certificate_packets(private_key: PrivateKey, *, uid: str, created: datetime) -> tuple[KeyPacket, bytes, bytes]:
+def _certificate_packets(
+    private_key: PrivateKey, *, uid: str, created: datetime, expires: datetime | None = None, flags: int = 0x03
+) -> tuple[KeyPacket, bytes, bytes]:
     """(key, uid packet, self-signature packet) for a v4 primary key that certifies and signs."""
     if not uid or len(uid) > 1024 or any(ord(ch) < 0x20 for ch in uid):
         raise UsageError(f"invalid OpenPGP user ID {uid!r}", subject=uid)
@@ -1063,8 +1065,12 @@ def _certificate_packets(private_key: PrivateKey, *, uid: str, created: datetime
     key = _key_packet(private_key, created)
     signer = LocalSigner(private_key, key=key)
     uid_bytes = uid.encode()
+    if expires is not None and _check_created(expires) <= created:
+        raise UsageError("a key must expire after it is created")
+    lifetime = b"" if expires is None else subpacket(9, struct.pack(">I", int((expires - created).total_seconds())))
     extra = (
-        subpacket(27, bytes([FLAG_CERTIFY | FLAG_SIGN]))
+        subpacket(27, bytes([flags]))
+        + lifetime
         + subpacket(11, bytes([9, 8, 7]))  # preferred ciphers: AES-256, AES-192, AES-128
         + subpacket(21, bytes([10, 9, 8]))  # preferred hashes: SHA-512, SHA-384, SHA-256
         + subpacket(22, bytes([2, 3, 1]))  # preferred compression: zlib, bzip2, zip
@@ -1081,12 +1087,15 @@ def _certificate_packets(private_key: PrivateKey, *, uid: str, created: datetime
     return key, encode_packet(TAG_USER_ID, uid_bytes), selfsig
 
 
-def certificate_from_private_key(private_key: PrivateKey, *, uid: str, created: datetime) -> str:
+def certificate_from_private_key(
+    private_key: PrivateKey, *, uid: str, created: datetime, expires: datetime | None = None
+) -> str:
     """The armored public certificate of a plain RSA or Ed25519 key: a v4 primary key that certifies and signs.
 
-    The fingerprint depends only on (key, ``created``), so a service can rebuild the same certificate.
+    The fingerprint depends only on (key, ``created``), so a service can rebuild the same certificate; RSA
+    PKCS#1 v1.5 and Ed25519 are deterministic, so the whole certificate is too. ``expires`` sets a key expiry.
     """
-    key, uid_packet, selfsig = _certificate_packets(private_key, uid=uid, created=created)
+    key, uid_packet, selfsig = _certificate_packets(private_key, uid=uid, created=created, expires=expires)
     return armor(encode_packet(TAG_PUBLIC_KEY, key.public_body) + uid_packet + selfsig, "PUBLIC KEY BLOCK")
 
 

@@ -1,0 +1,261 @@
+"""OpenPGP detached signatures: signing, verification reasons, several packets, hostile signature files."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+from signery import openpgp
+from signery.errors import MalformedError, Reason, UsageError
+from signery.formats import openpgp as fmt
+from signery.trust import Constraints, TrustedKey, TrustSet, load_trusted_key_file
+
+CREATED = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _entry(cert: str, tmp_path: Path, name: str) -> TrustedKey:
+    p = tmp_path / f"{name}.public.asc"
+    p.write_text(cert)
+    return replace(load_trusted_key_file(p).key, name=name)
+
+
+@pytest.fixture(scope="module")
+def alice_key() -> ed25519.Ed25519PrivateKey:
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+@pytest.fixture(scope="module")
+def bob_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(65537, 2048)
+
+
+@pytest.fixture()
+def alice(alice_key: ed25519.Ed25519PrivateKey) -> openpgp.OpenPGPSigner:
+    return openpgp.signer_from_private_key(alice_key, created=CREATED)
+
+
+@pytest.fixture()
+def bob(bob_key: rsa.RSAPrivateKey) -> openpgp.OpenPGPSigner:
+    return openpgp.signer_from_private_key(bob_key, created=CREATED)
+
+
+@pytest.fixture()
+def trust(alice_key: ed25519.Ed25519PrivateKey, bob_key: rsa.RSAPrivateKey, tmp_path: Path) -> TrustSet:
+    a = openpgp.certificate_from_private_key(alice_key, uid="Alice <alice@example.org>", created=CREATED)
+    b = openpgp.certificate_from_private_key(bob_key, uid="Bob <bob@example.org>", created=CREATED)
+    return TrustSet([_entry(a, tmp_path, "alice"), _entry(b, tmp_path, "bob")])
+
+
+@pytest.fixture()
+def pkg(tmp_path: Path) -> Path:
+    p = tmp_path / "plugin-0.1.0.tar.gz"
+    p.write_bytes(b"\x1f\x8b" + bytes(range(256)) * 5000)
+    return p
+
+
+def test_sign_writes_binary_sig_beside_file(pkg: Path, alice: openpgp.OpenPGPSigner, trust: TrustSet) -> None:
+    out = fmt.sign(pkg, alice)
+    assert out == pkg.with_name(pkg.name + ".sig")
+    assert out.read_bytes()[0] & 0x80
+    assert fmt.detect(pkg)
+    result = fmt.verify(pkg, trust=trust)
+    assert result.verified
+    (check,) = result.signatures
+    assert check.key_id == alice.fingerprint and check.key_name == "alice"
+    assert check.claims["hash"] == "SHA512"
+
+
+@pytest.mark.parametrize("hash_algorithm", ["sha256", "sha384", "sha512"])
+def test_armored_sig_as_elastic(pkg: Path, bob: openpgp.OpenPGPSigner, trust: TrustSet, hash_algorithm: str) -> None:
+    out = fmt.sign(pkg, bob, armor=True, hash_algorithm=hash_algorithm)
+    assert out.read_text().startswith("-----BEGIN PGP SIGNATURE-----")
+    assert fmt.verify(pkg, trust=trust).verified
+
+
+def test_finds_asc_when_no_sig(pkg: Path, alice: openpgp.OpenPGPSigner, trust: TrustSet) -> None:
+    fmt.sign(pkg, alice, output=pkg.with_name(pkg.name + ".asc"), armor=True)
+    assert fmt.verify(pkg, trust=trust).verified
+    assert fmt.inspect(pkg)["signatures"][0]["issuer_fingerprint"] == alice.fingerprint
+
+
+def test_unsigned(pkg: Path, trust: TrustSet) -> None:
+    result = fmt.verify(pkg, trust=trust)
+    assert not result.verified and result.reason is Reason.UNSIGNED
+    assert not fmt.detect(pkg)
+
+
+def test_tampered_file_is_bad_signature(pkg: Path, alice: openpgp.OpenPGPSigner, trust: TrustSet) -> None:
+    fmt.sign(pkg, alice)
+    with pkg.open("ab") as fh:
+        fh.write(b"!")
+    result = fmt.verify(pkg, trust=trust)
+    assert result.reason is Reason.BAD_SIGNATURE
+
+
+def test_unknown_key_names_fingerprint(pkg: Path, tmp_path: Path) -> None:
+    stranger = openpgp.signer_from_private_key(ed25519.Ed25519PrivateKey.generate(), created=CREATED)
+    fmt.sign(pkg, stranger)
+    result = fmt.verify(pkg, trust=TrustSet())
+    assert result.reason is Reason.UNKNOWN_KEY
+    assert result.fault == stranger.fingerprint
+    assert stranger.fingerprint in result.message
+
+
+def test_several_packets_each_reported_and_threshold(
+    pkg: Path, alice: openpgp.OpenPGPSigner, bob: openpgp.OpenPGPSigner, trust: TrustSet, tmp_path: Path
+) -> None:
+    stranger = openpgp.signer_from_private_key(ed25519.Ed25519PrivateKey.generate(), created=CREATED)
+    parts = [fmt.sign(pkg, s, output=tmp_path / f"{i}.sig").read_bytes() for i, s in enumerate([alice, stranger, bob])]
+    sig = tmp_path / "all.sig"
+    sig.write_bytes(b"".join(parts))
+    result = fmt.verify(pkg, trust=trust, signature=sig)
+    assert [c.status for c in result.signatures] == ["valid", "unknown-key", "valid"]
+    assert result.verified
+    assert fmt.verify(pkg, trust=trust, signature=sig, threshold=2).verified
+    result3 = fmt.verify(pkg, trust=trust, signature=sig, threshold=3)
+    assert not result3.verified
+
+
+def test_same_key_twice_does_not_meet_threshold(
+    pkg: Path, alice: openpgp.OpenPGPSigner, trust: TrustSet, tmp_path: Path
+) -> None:
+    one = fmt.sign(pkg, alice, output=tmp_path / "1.sig").read_bytes()
+    two = fmt.sign(pkg, alice, output=tmp_path / "2.sig", hash_algorithm="sha256").read_bytes()
+    (tmp_path / "x.sig").write_bytes(one + two)
+    assert not fmt.verify(pkg, trust=trust, signature=tmp_path / "x.sig", threshold=2).verified
+
+
+def test_trust_entry_expiry_and_revocation(pkg: Path, alice: openpgp.OpenPGPSigner, trust: TrustSet) -> None:
+    fmt.sign(pkg, alice)
+    keys = list(trust)
+    expired = TrustSet([replace(keys[0], expires=CREATED + timedelta(days=1)), keys[1]])
+    assert fmt.verify(pkg, trust=expired).reason is Reason.EXPIRED_KEY
+    revoked = TrustSet([replace(keys[0], revoked=True), keys[1]])
+    assert fmt.verify(pkg, trust=revoked).reason is Reason.REVOKED_KEY
+
+
+def test_key_expiry_from_certificate(pkg: Path, tmp_path: Path) -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+    now = datetime.now(UTC).replace(microsecond=0)
+    cert = openpgp.certificate_from_private_key(
+        key, uid="Short <s@example.org>", created=now - timedelta(days=2), expires=now + timedelta(days=1)
+    )
+    trust = TrustSet([_entry(cert, tmp_path, "short")])
+    fmt.sign(pkg, openpgp.signer_from_private_key(key, created=now - timedelta(days=2)))
+    assert fmt.verify(pkg, trust=trust).verified
+    later = fmt.verify(pkg, trust=trust, now=now + timedelta(days=2))
+    assert later.reason is Reason.EXPIRED_KEY
+
+
+def test_constraints_limit_format(pkg: Path, alice: openpgp.OpenPGPSigner, trust: TrustSet) -> None:
+    fmt.sign(pkg, alice)
+    keys = list(trust)
+    limited = TrustSet([replace(keys[0], constraints=Constraints(formats=("native",)))])
+    assert fmt.verify(pkg, trust=limited).reason is Reason.POLICY_VIOLATION
+
+
+def test_future_signature_refused(pkg: Path, alice: openpgp.OpenPGPSigner, trust: TrustSet) -> None:
+    fmt.sign(pkg, alice, now=datetime.now(UTC) + timedelta(days=3))
+    assert fmt.verify(pkg, trust=trust).reason is Reason.BAD_SIGNATURE
+
+
+def test_key_without_sign_flag_refused(pkg: Path, tmp_path: Path) -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+    kp, uid_packet, selfsig = openpgp._certificate_packets(key, uid="C <c@example.org>", created=CREATED, flags=0x01)
+    cert = openpgp.armor(openpgp.encode_packet(6, kp.public_body) + uid_packet + selfsig, "PUBLIC KEY BLOCK")
+    trust = TrustSet([_entry(cert, tmp_path, "certonly")])
+    fmt.sign(pkg, openpgp.signer_from_private_key(key, created=CREATED))
+    result = fmt.verify(pkg, trust=trust)
+    assert result.reason is Reason.BAD_SIGNATURE and "not allowed to sign" in result.message
+
+
+def _raw_signature(fpr: str, *, hash_id: int, version: int = 4, sig_type: int = 0) -> bytes:
+    hashed = openpgp.subpacket(2, struct.pack(">I", int(CREATED.timestamp())))
+    hashed += openpgp.subpacket(33, b"\x04" + bytes.fromhex(fpr))
+    body = bytes([version, sig_type, 22, hash_id]) + struct.pack(">H", len(hashed)) + hashed
+    body += b"\x00\x00" + b"\x00\x00" + openpgp.mpi(b"\x01" * 32) + openpgp.mpi(b"\x01" * 32)
+    return openpgp.encode_packet(2, body)
+
+
+@pytest.mark.parametrize(("hash_id", "name"), [(2, "SHA1"), (1, "MD5"), (3, "RIPEMD160"), (11, "SHA224")])
+def test_weak_hashes_refused_by_name(
+    pkg: Path, alice: openpgp.OpenPGPSigner, trust: TrustSet, tmp_path: Path, hash_id: int, name: str
+) -> None:
+    sig = tmp_path / "weak.sig"
+    sig.write_bytes(_raw_signature(alice.fingerprint, hash_id=hash_id))
+    result = fmt.verify(pkg, trust=trust, signature=sig)
+    assert result.reason is Reason.BAD_SIGNATURE
+    assert name in result.message
+
+
+def test_text_and_v3_signatures_refused(
+    pkg: Path, alice: openpgp.OpenPGPSigner, trust: TrustSet, tmp_path: Path
+) -> None:
+    sig = tmp_path / "odd.sig"
+    sig.write_bytes(_raw_signature(alice.fingerprint, hash_id=10, sig_type=1) + b"\xc2\x03\x03\x00\x00")
+    result = fmt.verify(pkg, trust=trust, signature=sig)
+    assert [c.status for c in result.signatures] == ["bad-signature", "bad-signature"]
+
+
+def test_forged_value_is_bad_signature(
+    pkg: Path, alice: openpgp.OpenPGPSigner, trust: TrustSet, tmp_path: Path
+) -> None:
+    good = fmt.sign(pkg, alice).read_bytes()
+    for pos in (len(good) - 1, len(good) - 40, 12):
+        forged = bytearray(good)
+        forged[pos] ^= 0x01
+        sig = tmp_path / "forged.sig"
+        sig.write_bytes(bytes(forged))
+        try:
+            result = fmt.verify(pkg, trust=trust, signature=sig)
+        except MalformedError:
+            continue
+        assert not result.verified
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"not a signature",
+        b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nxjMEY\n=AAAA\n-----END PGP PUBLIC KEY BLOCK-----\n",
+        openpgp.encode_packet(11, b"b\x00\x00\x00\x00\x00hello"),  # a literal data packet: not detached
+        b"\xc2" + b"\xff" + struct.pack(">I", 1 << 30),
+    ],
+)
+def test_malformed_signature_files(pkg: Path, trust: TrustSet, tmp_path: Path, content: bytes) -> None:
+    sig = tmp_path / "bad.sig"
+    sig.write_bytes(content)
+    with pytest.raises(MalformedError):
+        fmt.verify(pkg, trust=trust, signature=sig)
+
+
+def test_oversized_signature_file(pkg: Path, trust: TrustSet, tmp_path: Path) -> None:
+    sig = tmp_path / "huge.sig"
+    sig.write_bytes(b"\x00" * (fmt.MAX_SIGNATURE_FILE_BYTES + 1))
+    with pytest.raises(MalformedError, match="too large"):
+        fmt.verify(pkg, trust=trust, signature=sig)
+
+
+def test_too_many_signatures(pkg: Path, alice: openpgp.OpenPGPSigner, trust: TrustSet, tmp_path: Path) -> None:
+    one = fmt.sign(pkg, alice).read_bytes()
+    sig = tmp_path / "many.sig"
+    sig.write_bytes(one * (fmt.MAX_SIGNATURES + 1))
+    with pytest.raises(MalformedError):
+        fmt.verify(pkg, trust=trust, signature=sig)
+
+
+def test_missing_subject(tmp_path: Path, trust: TrustSet) -> None:
+    with pytest.raises(UsageError):
+        fmt.verify(tmp_path / "nope.tar.gz", trust=trust)
+
+
+def test_streaming_hash_matches_hashlib(pkg: Path) -> None:
+    got = fmt._hash_file(pkg, {"sha256"})["sha256"].hexdigest()
+    assert got == hashlib.sha256(pkg.read_bytes()).hexdigest()
