@@ -1,0 +1,462 @@
+"""Dify plugin signatures (``.difypkg``), byte-compatible with the Dify plugin daemon.
+
+The format, as ``langgenius/dify-plugin-daemon`` writes and checks it (``pkg/plugin_packager/signer`` and
+``decoder/verifier.go``; see ``docs/formats/dify.md``):
+
+- the signature lives in the ZIP archive comment as compact JSON with sorted keys,
+  ``{"signature":"<standard base64>","time":<unix seconds>}``;
+- the signed message is ``M = sha256(entry_1) || ... || sha256(entry_n) || ascii_decimal(time)`` over the raw
+  contents of every file entry in central-directory order (names, sizes and modes are not covered);
+- the signature is RSASSA-PKCS1-v1_5 with SHA-256 over ``M``;
+- the signer appends ``.verification.dify.json`` = ``{"authorized_category":"..."}`` as the last entry before
+  hashing. A verified package without it counts as category ``langgenius`` (the daemon's "historical reason").
+
+What signery adds on top, without changing a byte of the format: the entry is replaced (not duplicated) on
+re-signing; directory entries, which the daemon cannot read back, are dropped when signing; and a failed check
+says *why*. The format carries no key id, but PKCS#1 v1.5 lets a verifier recover the signed digest with each
+candidate key: when one key opens the signature but the digest differs, the package was changed after signing
+(``tampered``); when no key opens it, the signer is not trusted (``unknown-key``).
+
+Example::
+
+    signer = FileSigner(load_private_key_file(Path("me.private.pem")))
+    signed = sign(Path("plugin.difypkg"), signer, category="community")   # plugin.signed.difypkg
+    result = verify(signed, trust=official_trust())
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from .._fs import atomic_writer
+from ..archive import ZipArchive, ZipEntry, rewrite_zip
+from ..errors import MalformedError, Reason, SigneryError, UsageError
+from ..keys import Signer, load_public_key, short_id
+from ..result import SignatureCheck, VerificationResult
+from ..trust import Constraints, TrustedKey, TrustSet
+
+NAME = "dify"
+VERIFICATION_ENTRY = ".verification.dify.json"  # pkg/plugin_packager/consts/verification.go
+CATEGORIES: tuple[str, ...] = ("langgenius", "partner", "community")
+DEFAULT_CATEGORY = "langgenius"  # what the daemon assumes for a verified package without a verification entry
+SUFFIX = ".difypkg"
+
+# The Dify Marketplace ("official") public key, shipped as package data. Provenance: langgenius/dify-plugin-daemon
+# @ bdb5642a, pkg/license/public_key/PUBLIC_KEY.pem, via ../shared/vectors/dify/official-public-key.pem (PEM
+# "RSA PUBLIC KEY", PKCS#1, RSA-4096). Dify compiles it into the daemon; rotating it means shipping a new signery.
+OFFICIAL_KEY_RESOURCE = "dify-official-public-key.pem"
+OFFICIAL_KEY_NAME = "dify-marketplace"
+
+MAX_COMMENT_JSON = 4096  # an RSA-4096 signature is ~684 base64 characters; the ZIP comment itself caps at 64 KiB
+MAX_SIGNATURE_BYTES = 2048  # RSA-16384; anything longer is not a signature
+MAX_VERIFICATION_BYTES = 4096  # {"authorized_category":"community"} is 36 bytes
+MAX_MANIFEST_BYTES = 1 << 20  # real manifests are a few KiB; YAML parsing cost grows with size
+_TIME_RE = re.compile(rb"-?[0-9]{1,19}")
+# DER DigestInfo prefix for SHA-256 (RFC 8017 section 9.2, note 1): what PKCS#1 v1.5 wraps around the digest.
+_SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
+
+
+@dataclass(frozen=True)
+class DifySignature:
+    """The parsed ZIP comment: the raw signature and the signer's own clock reading (not a trusted time)."""
+
+    signature: bytes
+    time: int
+
+    @property
+    def signed_at(self) -> datetime | None:
+        try:
+            return datetime.fromtimestamp(self.time, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
+class PluginManifest:
+    """The identity a Dify package declares in ``manifest.yaml`` (empty strings when absent)."""
+
+    author: str
+    name: str
+    version: str
+
+    @property
+    def qualified_name(self) -> str:
+        """``author/name``, the form trust constraints match (``langgenius/*``)."""
+        return f"{self.author}/{self.name}" if self.author else self.name
+
+
+# -- the official key ------------------------------------------------------------------------------------------
+
+
+def official_key_pem() -> bytes:
+    return resources.files("signery.data").joinpath(OFFICIAL_KEY_RESOURCE).read_bytes()
+
+
+def official_trust() -> TrustSet:
+    """A trust set holding only the Dify Marketplace key, trusted for the Dify format and any category."""
+    public = load_public_key(official_key_pem(), source=OFFICIAL_KEY_RESOURCE)
+    from ..trust import trusted_key_from_public
+
+    entry = trusted_key_from_public(public, name=OFFICIAL_KEY_NAME, constraints=Constraints(formats=(NAME,)))
+    return TrustSet([entry])
+
+
+# -- parsing -----------------------------------------------------------------------------------------------------
+
+
+def parse_comment(comment: bytes, *, source: str) -> DifySignature | None:
+    """The Dify signature in a ZIP comment; ``None`` when the comment is not one (an unsigned package).
+
+    Raises:
+        MalformedError: the comment is a Dify signature object but its fields are unusable.
+    """
+    text = comment.strip()
+    if not text.startswith(b"{") or len(text) > MAX_COMMENT_JSON:
+        return None
+    try:
+        doc = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(doc, dict) or "signature" not in doc:
+        return None
+    sig, when = doc.get("signature"), doc.get("time")
+    # Go's json.Unmarshal into int64 accepts only integral numbers; bool is an int in Python, so exclude it.
+    if not isinstance(sig, str) or not isinstance(when, int) or isinstance(when, bool):
+        raise MalformedError(f"{source}: the Dify signature comment has a bad 'signature' or 'time'", subject=source)
+    if not _TIME_RE.fullmatch(str(when).encode()):
+        raise MalformedError(f"{source}: the Dify signature time {when} is out of range", subject=source)
+    try:
+        raw = base64.b64decode(sig, validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedError(f"{source}: the Dify signature is not valid base64", subject=source) from None
+    if not raw or len(raw) > MAX_SIGNATURE_BYTES:
+        raise MalformedError(f"{source}: the Dify signature has {len(raw)} bytes", subject=source)
+    return DifySignature(raw, when)
+
+
+def format_comment(signature: bytes, when: int) -> bytes:
+    """The comment exactly as Go's ``json.Marshal`` writes the daemon's map (sorted keys, no spaces)."""
+    return json.dumps(
+        {"signature": base64.b64encode(signature).decode("ascii"), "time": when}, separators=(",", ":")
+    ).encode()
+
+
+def verification_entry(category: str) -> bytes:
+    """``.verification.dify.json`` exactly as ``json.Marshal(Verification{...})`` writes it."""
+    return json.dumps({"authorized_category": category}, separators=(",", ":")).encode()
+
+
+def read_category(archive: ZipArchive) -> tuple[str | None, bool]:
+    """The category the package claims and whether it was stated (``False``: the daemon's implicit default)."""
+    entry = archive.get(VERIFICATION_ENTRY)
+    if entry is None:
+        return DEFAULT_CATEGORY, False
+    where = f"{archive.path}:{VERIFICATION_ENTRY}"
+    try:
+        doc = json.loads(archive.read(entry, max_size=MAX_VERIFICATION_BYTES))
+    except ValueError:
+        raise MalformedError(f"{where} is not JSON", subject=where) from None
+    category = doc.get("authorized_category") if isinstance(doc, dict) else None
+    if not isinstance(category, str):
+        raise MalformedError(f"{where} has no 'authorized_category'", subject=where)
+    return category, True
+
+
+def read_manifest(archive: ZipArchive) -> PluginManifest | None:
+    """``manifest.yaml``'s author, name and version, or ``None`` when the package has no readable manifest."""
+    entry = archive.get("manifest.yaml")
+    if entry is None:
+        return None
+    try:
+        doc = yaml.safe_load(archive.read(entry, max_size=MAX_MANIFEST_BYTES))
+    except yaml.YAMLError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+
+    def field(key: str) -> str:
+        value = doc.get(key)
+        return str(value).strip() if isinstance(value, str | int | float) and not isinstance(value, bool) else ""
+
+    return PluginManifest(author=field("author"), name=field("name"), version=field("version"))
+
+
+def signed_message(archive: ZipArchive, entries: list[ZipEntry], when: int) -> bytes:
+    """``M``: the SHA-256 of each entry's content in order, then the decimal time."""
+    parts = [archive.hash_entry(e, ["sha256"])["sha256"] for e in entries]
+    return b"".join(parts) + str(when).encode("ascii")
+
+
+def _covered(archive: ZipArchive) -> list[ZipEntry]:
+    # The daemon walks zip.Reader.File; directory entries carry no content and are never written by its packager.
+    return list(archive.files)
+
+
+# -- signing -----------------------------------------------------------------------------------------------------
+
+
+def default_output(subject: Path) -> Path:
+    """``foo.difypkg`` -> ``foo.signed.difypkg``, the name ``dify signature sign`` gives."""
+    subject = Path(subject)
+    if subject.suffix:
+        return subject.with_name(f"{subject.stem}.signed{subject.suffix}")
+    return subject.with_name(f"{subject.name}.signed")
+
+
+def sign(
+    subject: Path,
+    signer: Signer,
+    *,
+    output: Path | None = None,
+    category: str = DEFAULT_CATEGORY,
+    now: datetime | None = None,
+) -> Path:
+    """Write a Dify-signed copy of ``subject`` (default ``PKG.signed.difypkg``) and return its path.
+
+    Kept entries are copied byte for byte; an existing ``.verification.dify.json`` is replaced, directory entries
+    are dropped, and the new verification entry is appended last. The signer sees only ``sha256(M)``.
+
+    Raises:
+        UsageError: an unknown category (case-sensitive, as the daemon compares it) or a non-RSA key.
+        UnsafeArchiveError / MalformedError: the package itself is refused by the strict reader.
+    """
+    subject = Path(subject)
+    if category not in CATEGORIES:
+        raise UsageError(
+            f"unknown Dify category {category!r}; choose one of {', '.join(CATEGORIES)} (lowercase)", subject=category
+        )
+    if not isinstance(signer.public_key(), rsa.RSAPublicKey):
+        raise UsageError(
+            "Dify signatures are RSA (PKCS#1 v1.5, SHA-256); this key is not RSA",
+            subject=short_id(signer.key_id),
+            hint="signery keygen NAME --format dify",
+        )
+    when = int((now or datetime.now(UTC)).timestamp())
+    out = Path(output) if output is not None else default_output(subject)
+    added = verification_entry(category)
+    with ZipArchive.open(subject) as archive:
+        drop = [e.name for e in archive.entries if e.is_dir or e.name == VERIFICATION_ENTRY]
+        kept = [e for e in archive.files if e.name != VERIFICATION_ENTRY]
+        digests = b"".join(archive.hash_entry(e, ["sha256"])["sha256"] for e in kept)
+        message = digests + hashlib.sha256(added).digest() + str(when).encode("ascii")
+        signature = signer.sign_digest(hashlib.sha256(message).digest(), hash_name="sha256", rsa_padding="pkcs1v15")
+        with atomic_writer(out) as fh:
+            rewrite_zip(
+                archive, fh, drop=drop, add=[(VERIFICATION_ENTRY, added)], comment=format_comment(signature, when)
+            )
+    return out
+
+
+# -- verification ------------------------------------------------------------------------------------------------
+
+
+def _recover_digest(public: rsa.RSAPublicKey, signature: bytes) -> bytes | None:
+    """The SHA-256 digest ``signature`` carries under ``public``, or ``None`` if this key did not make it."""
+    if len(signature) != (public.key_size + 7) // 8:
+        return None
+    try:
+        info = public.recover_data_from_signature(signature, padding.PKCS1v15(), None)
+    except (InvalidSignature, ValueError):
+        return None
+    if len(info) != len(_SHA256_DIGEST_INFO) + 32 or not info.startswith(_SHA256_DIGEST_INFO):
+        return None
+    return info[len(_SHA256_DIGEST_INFO) :]
+
+
+def _candidates(trust: TrustSet) -> list[tuple[TrustedKey, rsa.RSAPublicKey]]:
+    out: list[tuple[TrustedKey, rsa.RSAPublicKey]] = []
+    for entry in trust.of_kind("pkix"):
+        try:
+            public = entry.public_key()
+        except SigneryError:
+            continue  # a damaged trust entry cannot have signed anything; the trust store reports it elsewhere
+        if isinstance(public, rsa.RSAPublicKey):
+            out.append((entry, public))
+    return out
+
+
+def verify(
+    subject: Path,
+    *,
+    trust: TrustSet,
+    signature: Path | None = None,
+    threshold: int = 1,
+    now: datetime | None = None,
+) -> VerificationResult:
+    """Check the Dify signature of ``subject`` against the RSA keys in ``trust``.
+
+    ``signature`` is ignored: Dify signatures are embedded in the package, never detached. The result has one
+    :class:`SignatureCheck` (a package carries one Dify signature) whose ``claims`` hold the category, the plugin's
+    ``author/name`` and version, and ``candidates``: each trusted RSA key tried and what it said.
+    """
+    subject = Path(subject)
+    when = now or datetime.now(UTC)
+    where = str(subject)
+    with ZipArchive.open(subject) as archive:
+        parsed = parse_comment(archive.comment, source=where)
+        if parsed is None:
+            return VerificationResult(where, (), threshold=threshold)
+        category, stated = read_category(archive)
+        manifest = read_manifest(archive)
+        digest = hashlib.sha256(signed_message(archive, _covered(archive), parsed.time)).digest()
+    claims: dict[str, Any] = {"category": category, "category_stated": stated, "time": parsed.time}
+    if manifest is not None:
+        claims.update(name=manifest.qualified_name, author=manifest.author, plugin=manifest.name)
+        claims["version"] = manifest.version
+    candidates: list[dict[str, str]] = []
+    check: SignatureCheck | None = None
+    for entry, public in _candidates(trust):
+        recovered = _recover_digest(public, parsed.signature)
+        if recovered is None:
+            candidates.append({"key_id": entry.key_id, "key_name": entry.name, "outcome": "not-this-key"})
+            continue
+        if recovered != digest:
+            candidates.append({"key_id": entry.key_id, "key_name": entry.name, "outcome": Reason.TAMPERED.value})
+            check = check or SignatureCheck(
+                NAME,
+                entry.key_id,
+                Reason.TAMPERED,
+                key_name=entry.name,
+                detail=f"{subject.name} was signed by {entry.name} ({entry.short_id}) but its contents or signing "
+                "time changed afterwards",
+                subject=where,
+                signed_at=parsed.signed_at,
+            )
+            continue
+        status = entry.status_at(when)
+        violation = entry.constraints.violation(fmt=NAME, claims=claims)
+        reason: Reason | None = status or (Reason.POLICY_VIOLATION if violation else None)
+        candidates.append({"key_id": entry.key_id, "key_name": entry.name, "outcome": str(reason or "valid")})
+        if reason is None:
+            detail = f"signed by {entry.name} ({entry.short_id}), category {category}"
+        elif reason is Reason.POLICY_VIOLATION:
+            detail = f"{entry.name} ({entry.short_id}): {violation}"
+        else:
+            state = "revoked" if status is Reason.REVOKED_KEY else "expired"
+            detail = f"signing key {entry.name} ({entry.short_id}) is {state}"
+        found = SignatureCheck(
+            NAME,
+            entry.key_id,
+            reason,
+            key_name=entry.name,
+            detail=detail,
+            subject=entry.key_id if reason else None,
+            signed_at=parsed.signed_at,
+        )
+        if check is None or (check.reason is not None and reason is None):
+            check = found
+    if check is None:
+        tried = ", ".join(f"{c['key_name']} ({short_id(c['key_id'])})" for c in candidates) or "none"
+        check = SignatureCheck(
+            NAME,
+            None,
+            Reason.UNKNOWN_KEY,
+            detail=f"{subject.name} is signed by a key that is not trusted (RSA keys tried: {tried})",
+            subject=where,
+            signed_at=parsed.signed_at,
+        )
+    check = SignatureCheck(
+        check.format,
+        check.key_id,
+        check.reason,
+        key_name=check.key_name,
+        detail=check.detail,
+        subject=check.subject,
+        signed_at=check.signed_at,
+        claims={**claims, "candidates": candidates},
+    )
+    return VerificationResult(where, (check,), threshold=threshold)
+
+
+# -- detection and inspection ------------------------------------------------------------------------------------
+
+
+def _tail_comment(subject: Path) -> bytes | None:
+    """The ZIP comment read from the file's tail without validating the archive (cheap, for :func:`detect`)."""
+    try:
+        with Path(subject).open("rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            start = max(0, size - 22 - 0xFFFF)
+            fh.seek(start)
+            tail = fh.read()
+    except OSError:
+        return None
+    pos = tail.rfind(b"PK\x05\x06")
+    while pos >= 0:
+        if pos + 22 <= len(tail):
+            length = int.from_bytes(tail[pos + 20 : pos + 22], "little")
+            if pos + 22 + length == len(tail):
+                return tail[pos + 22 :]
+        pos = tail.rfind(b"PK\x05\x06", 0, pos)
+    return None
+
+
+def detect(subject: Path, *, signature: Path | None = None) -> bool:
+    """Whether ``subject`` is a ZIP whose comment is a Dify signature object (does not verify it)."""
+    comment = _tail_comment(subject)
+    if not comment:
+        return False
+    try:
+        return parse_comment(comment, source=str(subject)) is not None
+    except MalformedError:
+        return True  # a broken Dify signature is still a Dify signature; verify reports what is wrong with it
+
+
+def inspect(subject: Path, *, signature: Path | None = None) -> dict[str, Any]:
+    """What the Dify signature says (time, category, plugin), without judging trust."""
+    with ZipArchive.open(subject) as archive:
+        parsed = parse_comment(archive.comment, source=str(subject))
+        manifest = read_manifest(archive)
+        info: dict[str, Any] = {
+            "format": NAME,
+            "subject": str(subject),
+            "signed": parsed is not None,
+            "entries": len(archive.files),
+            "verification_entry": archive.get(VERIFICATION_ENTRY) is not None,
+            "plugin": None
+            if manifest is None
+            else {"author": manifest.author, "name": manifest.name, "version": manifest.version},
+        }
+        if parsed is not None:
+            category, stated = read_category(archive)
+            signed_at = parsed.signed_at
+            info.update(
+                time=parsed.time,
+                signed_at=signed_at.isoformat().replace("+00:00", "Z") if signed_at else None,
+                category=category,
+                category_stated=stated,
+                signature_bytes=len(parsed.signature),
+            )
+    return info
+
+
+__all__ = [
+    "CATEGORIES",
+    "NAME",
+    "VERIFICATION_ENTRY",
+    "DifySignature",
+    "PluginManifest",
+    "default_output",
+    "detect",
+    "format_comment",
+    "inspect",
+    "official_trust",
+    "parse_comment",
+    "read_manifest",
+    "sign",
+    "verify",
+]
