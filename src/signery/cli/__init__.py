@@ -17,6 +17,10 @@ COMMANDS: dict[str, str] = {
     "verify": "signery.cli.verify:verify",
     "inspect": "signery.cli.verify:inspect",
     "trust": "signery.cli.trust:trust",
+    "registry": "signery.cli.registry:registry",
+    "publish": "signery.cli.publish:publish",
+    "search": "signery.cli.publish:search",
+    "mirror": "signery.cli.mirror:mirror",
 }
 
 

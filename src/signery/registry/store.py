@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, selectinload
 from ..errors import MalformedError, PolicyViolationError, Reason, SigneryError, UsageError
 from .blobs import BlobStore
 from .db import open_engine, session_factory
+from .exceptions import ConflictError, NotFoundError
 from .index import PackageSummary, SignatureEntry, VersionIndex
 from .metadata import detect_metadata
 from .models import Package, PackageVersion, Signature, Token
@@ -49,16 +50,6 @@ from .tokens import (
 
 MAX_SEARCH_RESULTS = 100  # one page of results; a query is not a way to dump the registry
 MAX_QUERY_LENGTH = 128  # longer than any package name
-
-
-class NotFoundError(MalformedError):
-    """No such package, version, signature or token (HTTP 404)."""
-
-
-class ConflictError(UsageError):
-    """name@version already exists with different bytes, or a signature file name is taken (HTTP 409)."""
-
-    default_reason = Reason.POLICY_VIOLATION
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,61 @@
+"""``signery mirror``: carry packages and their signatures into air-gapped sites in one file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from ..errors import UsageError
+from ._common import emit_json, handle_errors, json_option
+from .publish import TOKEN_ENV
+
+
+@click.group()
+def mirror() -> None:
+    """Export packages with all their signatures to a bundle, and import bundles into a registry."""
+
+
+def _parse_ref(ref: str) -> tuple[str, str | None]:
+    name, _, version = ref.partition("@")
+    return name, version or None
+
+
+@mirror.command("export")
+@click.argument("refs", nargs=-1, required=True)
+@click.option("--registry", required=True, envvar="SIGNERY_REGISTRY", help="Registry URL.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Bundle to write (tar).")
+@json_option
+@handle_errors
+def export(refs: tuple[str, ...], registry: str, out: Path, as_json: bool) -> None:
+    """Write NAME[@VERSION]... (latest when no version), their signatures and an index into one tar."""
+    from ..registry.mirror import export_bundle
+
+    exported = export_bundle(registry, [_parse_ref(r) for r in refs], out)
+    if as_json:
+        emit_json({"ok": True, "bundle": str(out), "packages": [ix.to_dict() for ix in exported]})
+        return
+    for ix in exported:
+        click.echo(f"exported {ix.ref} ({len(ix.signatures)} signature(s))")
+    click.echo(f"wrote {out}", err=True)
+
+
+@mirror.command("import")
+@click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--registry", required=True, envvar="SIGNERY_REGISTRY", help="Registry URL.")
+@json_option
+@handle_errors
+def import_(bundle: Path, registry: str, as_json: bool) -> None:
+    """Publish every package in BUNDLE, signatures intact, to a registry (token from $SIGNERY_REGISTRY_TOKEN)."""
+    from ..registry.mirror import import_bundle
+
+    token = os.environ.get(TOKEN_ENV)
+    if not token:
+        raise UsageError(f"set {TOKEN_ENV} to a publisher token", subject=TOKEN_ENV)
+    results = import_bundle(bundle, registry, token=token)
+    if as_json:
+        emit_json({"ok": True, "packages": [{"created": c, **ix.to_dict()} for ix, c in results]})
+        return
+    for ix, created in results:
+        click.echo(f"{'imported' if created else 'already present'} {ix.ref} ({len(ix.signatures)} signature(s))")
