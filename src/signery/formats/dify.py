@@ -159,7 +159,7 @@ def verification_entry(category: str) -> bytes:
     return json.dumps({"authorized_category": category}, separators=(",", ":")).encode()
 
 
-def read_category(archive: ZipArchive) -> tuple[str | None, bool]:
+def read_category(archive: ZipArchive) -> tuple[str, bool]:
     """The category the package claims and whether it was stated (``False``: the daemon's implicit default)."""
     entry = archive.get(VERIFICATION_ENTRY)
     if entry is None:
@@ -309,7 +309,11 @@ def verify(
         parsed = parse_comment(archive.comment, source=where)
         if parsed is None:
             return VerificationResult(where, (), threshold=threshold)
-        category, stated = read_category(archive)
+        try:
+            category, stated = read_category(archive)
+            category_error: str | None = None
+        except MalformedError as exc:  # judged only if the signature holds: a changed entry is tampering first
+            category, stated, category_error = None, True, exc.message
         manifest = read_manifest(archive)
         digest = hashlib.sha256(signed_message(archive, _covered(archive), parsed.time)).digest()
     claims: dict[str, Any] = {"category": category, "category_stated": stated, "time": parsed.time}
@@ -338,10 +342,14 @@ def verify(
             continue
         status = entry.status_at(when)
         violation = entry.constraints.violation(fmt=NAME, claims=claims)
-        reason: Reason | None = status or (Reason.POLICY_VIOLATION if violation else None)
+        reason: Reason | None = status or (
+            Reason.MALFORMED if category_error else Reason.POLICY_VIOLATION if violation else None
+        )
         candidates.append({"key_id": entry.key_id, "key_name": entry.name, "outcome": str(reason or "valid")})
         if reason is None:
             detail = f"signed by {entry.name} ({entry.short_id}), category {category}"
+        elif reason is Reason.MALFORMED:
+            detail = f"signed by {entry.name} ({entry.short_id}), but {category_error}"
         elif reason is Reason.POLICY_VIOLATION:
             detail = f"{entry.name} ({entry.short_id}): {violation}"
         else:
