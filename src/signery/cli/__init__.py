@@ -21,6 +21,8 @@ COMMANDS: dict[str, str] = {
     "publish": "signery.cli.publish:publish",
     "search": "signery.cli.publish:search",
     "mirror": "signery.cli.mirror:mirror",
+    "ocm": "signery.cli.ocm:ocm",
+    "ca": "signery.cli.ca:ca",
 }
 
 
