@@ -129,7 +129,10 @@ def _closure_digest(
         raise MalformedError(f"references nested deeper than {MAX_REFERENCE_DEPTH}", subject=desc.identity)
     view = _View(cv, desc)
     where = "" if not stack else f"{desc.identity}: "
-    _resource_digests(view, hash_alg, update=update or bool(stack), closure=closure, where=where)
+    # Below the root, digests missing from a referenced descriptor are computed in memory (OCM does the same);
+    # only the root's own recorded digests must be present when verifying.
+    fill = update or bool(stack)
+    _resource_digests(view, hash_alg, update=fill, closure=closure, where=where)
     for item in desc.references:
         label = f"{where}{element_label('references', item)}"
         name, version = str(item["componentName"]), str(item.get("version", ""))
@@ -158,7 +161,7 @@ def _closure_digest(
         )
         actual = descriptor_digest(sub, normalisation=r_norm, hash_alg=r_hash)
         if stored is None:
-            if not update:
+            if not fill:
                 raise TamperedError(f"{label} has no digest", subject=label)
             item["digest"] = digest_spec(r_hash, r_norm, actual)
         elif not hmac.compare_digest(str(stored.get("value", "")).lower(), actual):
