@@ -131,6 +131,10 @@ class TarComponentArchive:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.location = str(self.path)
+        self._load()
+
+    def _load(self) -> None:
+        path = self.path
         with self.path.open("rb") as fh:
             self._gzip = fh.read(2) == b"\x1f\x8b"
         self._members: dict[str, tarfile.TarInfo] = {}
@@ -191,7 +195,7 @@ class TarComponentArchive:
                 dst.addfile(info, io.BytesIO(data))
             if gz is not None:
                 gz.close()
-        self.__init__(self.path)  # type: ignore[misc]  # re-read the member table of the new file
+        self._load()  # the member table describes the old file; read the new one
 
 
 @dataclass
