@@ -332,18 +332,22 @@ def inspect(subject: Path, *, signature: Path | None = None) -> dict[str, Any]:
         return {"format": NAME, "subject": str(subject), "signature": None, "signatures": []}
     out = []
     for s in read_signatures(path):
+        created = s.created.isoformat().replace("+00:00", "Z") if s.created else None
+        expires = s.created + s.expires_after if s.created and s.expires_after else None
         out.append(
             {
-                "version": s.version,
-                "type": s.sig_type,
-                "algorithm": PK_NAMES.get(s.pk_algorithm, str(s.pk_algorithm)),
-                "hash": HASH_IDS.get(s.hash_algorithm, str(s.hash_algorithm)),
+                "format": NAME,
+                "key_id": s.issuer,
+                "signed_at": created,
                 "issuer_fingerprint": s.issuer_fingerprint,
                 "issuer_key_id": s.issuer_key_id,
-                "created": s.created.isoformat().replace("+00:00", "Z") if s.created else None,
-                "expires": (s.created + s.expires_after).isoformat().replace("+00:00", "Z")
-                if s.created and s.expires_after
-                else None,
+                "claims": {
+                    "version": s.version,
+                    "type": f"0x{s.sig_type:02x}" if s.sig_type >= 0 else None,
+                    "algorithm": PK_NAMES.get(s.pk_algorithm, str(s.pk_algorithm)),
+                    "hash": HASH_IDS.get(s.hash_algorithm, str(s.hash_algorithm)),
+                    "expires": expires.isoformat().replace("+00:00", "Z") if expires else None,
+                },
             }
         )
     return {"format": NAME, "subject": str(subject), "signature": str(path), "signatures": out}
