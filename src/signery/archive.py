@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import stat
@@ -59,6 +60,7 @@ _FLAG_MASKED_HEADERS = 0x2000
 _UNIX = 3
 _CHUNK = 1 << 20  # decompress in 1 MiB steps so a bomb never inflates beyond one step before it is caught
 _MAX_EMPTY_DEFLATE = 16  # a directory entry's "compressed" empty body (deflate of b"" is 2 bytes)
+_DROP_MIN = 4 << 20  # below this, releasing mapped pages costs more than it saves
 _MAX_NAME_BYTES = 1024  # longer than any real path; PATH_MAX-class names are an attack on extractors
 
 
@@ -115,7 +117,7 @@ def check_entry_name(name: str, *, raw: bytes | None = None) -> None:
         raise UnsafeArchiveError("archive entry with an empty name", subject="<empty>")
     if raw is not None and len(raw) > _MAX_NAME_BYTES:
         raise UnsafeArchiveError(f"entry name is {len(raw)} bytes long", subject=subject[:80])
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in name):
         raise UnsafeArchiveError(f"entry name {name!r} contains a control character", subject=repr(name))
     if "\\" in name:
         raise UnsafeArchiveError(f"entry name {name!r} contains a backslash", subject=name)
@@ -180,7 +182,8 @@ class ZipArchive:
 
     def close(self) -> None:
         if self._mm is not None:
-            self._mm.close()
+            with contextlib.suppress(BufferError):  # a chunk view outlives an error (held by its traceback)
+                self._mm.close()  # then the map is freed with that view
             self._mm = None
         self._fh.close()
 
@@ -225,6 +228,7 @@ class ZipArchive:
                     crc = zlib.crc32(part, crc)
                     produced += len(part)
                     yield part
+                    self._drop_pages(entry.data_offset + start, entry.data_offset + start + len(part))
             else:
                 d = zlib.decompressobj(-15)
                 pos = 0
@@ -262,6 +266,7 @@ class ZipArchive:
             raise TamperedError(f"entry {entry.name!r}: corrupt compressed data ({exc})", subject=entry.name) from None
         finally:
             raw.release()
+            self._drop_pages(entry.data_offset, entry.data_offset + entry.compressed_size)
         if produced != entry.size:
             raise TamperedError(
                 f"entry {entry.name!r}: {'more' if produced > entry.size else 'fewer'} bytes than its header declares",
@@ -269,6 +274,17 @@ class ZipArchive:
             )
         if crc != entry.crc:
             raise TamperedError(f"entry {entry.name!r}: CRC-32 mismatch (contents changed)", subject=entry.name)
+
+    def _drop_pages(self, start: int, end: int) -> None:
+        """Let go of mapped pages already consumed, so resident memory stays flat on huge archives.
+
+        The mapping is read-only and file-backed: the kernel keeps the data in its page cache and maps it again
+        if it is touched later. Only large spans are worth the system call.
+        """
+        if end - start < _DROP_MIN:
+            return
+        aligned = start - start % mmap.PAGESIZE
+        self._map.madvise(mmap.MADV_DONTNEED, aligned, min(end, len(self._map)) - aligned)
 
     def read(self, entry: ZipEntry, *, max_size: int = 16 << 20) -> bytes:
         """The whole uncompressed content of a small entry (refused above ``max_size``)."""
@@ -311,11 +327,15 @@ def _parse(mm: mmap.mmap, size: int, limits: ArchiveLimits, where: str) -> tuple
     # End of central directory: search backwards; the comment must run exactly to the end of the file.
     tail_start = max(0, size - _EOCD_FMT.size - _MAX_COMMENT)
     pos = mm.rfind(_EOCD, tail_start)
+    last = pos
     while pos >= 0:
-        *_, comment_len = _EOCD_FMT.unpack_from(mm, pos)
-        if pos + _EOCD_FMT.size + comment_len == size:
-            break
+        if pos + _EOCD_FMT.size <= size:
+            *_, comment_len = _EOCD_FMT.unpack_from(mm, pos)
+            if pos + _EOCD_FMT.size + comment_len == size:
+                break
         pos = mm.rfind(_EOCD, tail_start, pos)
+    if pos < 0 and last >= 0 and last + _EOCD_FMT.size <= size:
+        raise UnsafeArchiveError(f"{where}: data after the end-of-central-directory record", subject=where)
     if pos < 0:
         raise MalformedError(f"{where} is not a ZIP archive (no end-of-central-directory record)", subject=where)
     _, disk, cd_disk, n_disk, n_total, cd_size, cd_offset, comment_len = _EOCD_FMT.unpack_from(mm, pos)
@@ -351,7 +371,7 @@ def _parse(mm: mmap.mmap, size: int, limits: ArchiveLimits, where: str) -> tuple
             raise MalformedError(f"{where}: central directory record {index} is damaged", subject=where)
         (
             _,
-            made_by,
+            _made_by,
             _need,
             flags,
             method,
@@ -377,6 +397,7 @@ def _parse(mm: mmap.mmap, size: int, limits: ArchiveLimits, where: str) -> tuple
         p = rec_end
         name = _decode_name(raw_name, flags, where)
         check_entry_name(name, raw=raw_name)
+        _check_unicode_path(extra, name)
         if usize == _U32 or csize == _U32 or hoff == _U32 or disk_start == _U16:
             usize, csize, hoff = _zip64_extra(extra, usize, csize, hoff, disk_start, name)
         if flags & (_FLAG_ENCRYPTED | _FLAG_STRONG_ENCRYPTION | _FLAG_MASKED_HEADERS):
@@ -384,12 +405,12 @@ def _parse(mm: mmap.mmap, size: int, limits: ArchiveLimits, where: str) -> tuple
         if method not in (STORED, DEFLATED):
             raise UnsafeArchiveError(f"entry {name!r} uses unsupported compression method {method}", subject=name)
         is_dir = name.endswith("/")
-        mode = (ext_attr >> 16) & 0xFFFF if (made_by >> 8) == _UNIX else 0
+        mode = (ext_attr >> 16) & 0xFFFF  # a Unix mode, whatever host "made by" claims (Go, 7-Zip, unzip read it)
         if mode:
             ftype = stat.S_IFMT(mode)
             if ftype == stat.S_IFLNK:
                 raise UnsafeArchiveError(f"entry {name!r} is a symbolic link", subject=name)
-            if ftype not in (0, stat.S_IFREG, stat.S_IFDIR) or (ftype == stat.S_IFDIR) != is_dir:
+            if ftype not in (0, stat.S_IFREG, stat.S_IFDIR) or (ftype != 0 and (ftype == stat.S_IFDIR) != is_dir):
                 raise UnsafeArchiveError(f"entry {name!r} is a special file (mode {oct(mode)})", subject=name)
         if is_dir and (usize or csize > _MAX_EMPTY_DEFLATE):
             raise UnsafeArchiveError(f"directory entry {name!r} has content", subject=name)
@@ -431,6 +452,17 @@ def _decode_name(raw: bytes, flags: int, where: str) -> str:
         except UnicodeDecodeError:
             raise UnsafeArchiveError(f"{where}: entry name is not valid UTF-8", subject=repr(raw)) from None
     return raw.decode("cp437")
+
+
+def _check_unicode_path(extra: bytes, name: str) -> None:
+    # Info-ZIP's Unicode Path field (0x7075) names the entry for unzip and others: it must not name another file.
+    i = 0
+    while i + 4 <= len(extra):
+        tag, ln = struct.unpack_from("<HH", extra, i)
+        body = extra[i + 4 : i + 4 + ln]
+        i += 4 + ln
+        if tag == 0x7075 and body[5:].decode("utf-8", "replace") != name:
+            raise UnsafeArchiveError(f"entry {name!r}: its Unicode Path extra field names another file", subject=name)
 
 
 def _zip64_extra(extra: bytes, usize: int, csize: int, hoff: int, disk: int, name: str) -> tuple[int, int, int]:
@@ -477,6 +509,7 @@ def _check_local_header(
         )
     if lmethod != method or (lflags & ~_FLAG_DATA_DESCRIPTOR) != (flags & ~_FLAG_DATA_DESCRIPTOR):
         raise UnsafeArchiveError(f"entry {name!r}: local header disagrees with the central directory", subject=name)
+    _check_unicode_path(bytes(mm[hoff + _LFH_FMT.size + lnlen : hoff + _LFH_FMT.size + lnlen + lxlen]), name)
     data_offset = hoff + _LFH_FMT.size + lnlen + lxlen
     end = data_offset + csize
     if end > cd_offset:
