@@ -259,3 +259,65 @@ def test_missing_subject(tmp_path: Path, trust: TrustSet) -> None:
 def test_streaming_hash_matches_hashlib(pkg: Path) -> None:
     got = fmt._hash_file(pkg, {"sha256"})["sha256"].hexdigest()
     assert got == hashlib.sha256(pkg.read_bytes()).hexdigest()
+
+
+def _cert_with_subkey(
+    primary: ed25519.Ed25519PrivateKey,
+    sub: ed25519.Ed25519PrivateKey,
+    *,
+    sub_expires_after: timedelta | None = None,
+    revoke_sub: bool = False,
+) -> str:
+    """A certify-only primary with an Ed25519 signing subkey (binding + back-signature), as gpg makes."""
+    kp, uid_packet, selfsig = openpgp._certificate_packets(primary, uid="P <p@example.org>", created=CREATED, flags=1)
+    sp = openpgp._key_packet(sub, CREATED)
+    parts = kp.hash_prefix() + sp.hash_prefix()
+    back = openpgp.make_signature(
+        openpgp.signer_from_private_key(sub, created=CREATED),
+        sig_type=openpgp.SIG_PRIMARY_BINDING,
+        created=CREATED,
+        data_hash=hashlib.sha256(parts),
+    )
+    back_body = next(openpgp.iter_packets(back, source="b")).body
+    extra = openpgp.subpacket(27, b"\x02") + openpgp.subpacket(32, back_body)
+    if sub_expires_after is not None:
+        extra += openpgp.subpacket(9, struct.pack(">I", int(sub_expires_after.total_seconds())))
+    psigner = openpgp.signer_from_private_key(primary, created=CREATED)
+    binding = openpgp.make_signature(
+        psigner, sig_type=openpgp.SIG_SUBKEY_BINDING, created=CREATED, data_hash=hashlib.sha256(parts),
+        extra_hashed=extra,
+    )  # fmt: skip
+    data = openpgp.encode_packet(6, kp.public_body) + uid_packet + selfsig
+    data += openpgp.encode_packet(14, sp.public_body) + binding
+    if revoke_sub:
+        data += openpgp.make_signature(
+            psigner, sig_type=openpgp.SIG_SUBKEY_REVOCATION, created=CREATED + timedelta(days=1),
+            data_hash=hashlib.sha256(parts),
+        )  # fmt: skip
+    return openpgp.armor(data, "PUBLIC KEY BLOCK")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "reason"),
+    [
+        ({}, None),
+        ({"revoke_sub": True}, Reason.REVOKED_KEY),
+        ({"sub_expires_after": timedelta(days=2)}, Reason.EXPIRED_KEY),
+    ],
+)
+def test_signing_subkey_states(pkg: Path, tmp_path: Path, kwargs: dict[str, object], reason: Reason | None) -> None:
+    primary, sub = ed25519.Ed25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate()
+    cert = _cert_with_subkey(primary, sub, **kwargs)  # type: ignore[arg-type]
+    info = openpgp.inspect_certificate(cert.encode(), source="p")
+    sub_signer = openpgp.signer_from_private_key(sub, created=CREATED)
+    assert info.signing_subkeys == [sub_signer.fingerprint]
+    trust = TrustSet([_entry(cert, tmp_path, "p")])
+    fmt.sign(pkg, sub_signer, now=CREATED + timedelta(hours=1))
+    result = fmt.verify(pkg, trust=trust)
+    assert result.reason is reason, result.to_dict()
+    if reason is None:
+        assert result.signatures[0].key_id == info.fingerprint
+        assert result.signatures[0].claims["signing_key"] == sub_signer.fingerprint
+    # the certify-only primary may not sign data itself
+    fmt.sign(pkg, openpgp.signer_from_private_key(primary, created=CREATED))
+    assert fmt.verify(pkg, trust=trust).reason is Reason.BAD_SIGNATURE
