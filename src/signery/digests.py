@@ -1,18 +1,15 @@
 """Streaming digests: SHA-256, SHA-512 (OpenSSL through hashlib) and BLAKE3 (multi-threaded).
 
-Files are hashed through a read-only memory map in large slices, so the bytes are never copied into Python
-objects and never held whole in memory (the kernel pages them in and out). hashlib and blake3 release the GIL
-while hashing, so when several algorithms are wanted at once they run in parallel threads over the same map:
-each byte is read from disk once.
+Files are read in fixed-size buffers, never whole. hashlib and blake3 release the GIL while hashing, so reading
+the next buffer overlaps hashing the last one, and when several algorithms are wanted they hash each buffer in
+parallel threads: each byte is read from disk once.
 """
 
 from __future__ import annotations
 
 import hashlib
-import mmap
-import os
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -21,7 +18,7 @@ from .errors import UsageError
 DigestAlgorithm = Literal["sha256", "sha512", "blake3"]
 DIGEST_ALGORITHMS: tuple[DigestAlgorithm, ...] = ("sha256", "sha512", "blake3")
 DEFAULT_DIGEST: DigestAlgorithm = "sha256"
-SLICE = 8 << 20  # 8 MiB slices: large enough that per-call overhead vanishes, small enough for smooth progress
+BUFFER = 4 << 20  # 4 MiB reads: per-call overhead vanishes, and two buffers keep memory flat
 
 
 class Hasher(Protocol):
@@ -67,51 +64,35 @@ class MultiHasher:
         return {a: h.digest() for a, h in self._hashers.items()}
 
 
-def _slices(view: memoryview) -> Iterator[memoryview]:
-    for start in range(0, len(view), SLICE):
-        yield view[start : start + SLICE]
-
-
 def hash_file(
     path: Path, algorithms: Iterable[str] = (DEFAULT_DIGEST,), *, progress: Callable[[int], None] | None = None
 ) -> dict[str, bytes]:
-    """Digest a file with each algorithm, reading it once. ``progress`` is called with byte counts."""
+    """Digest a file with each algorithm, reading it once. ``progress`` is called with byte counts.
+
+    Two fixed buffers alternate: while the hashers (which release the GIL) digest one, the next is read into the
+    other, so reading overlaps hashing and memory stays at two buffers whatever the file size.
+    """
     algs = tuple(dict.fromkeys(algorithms))
     for a in algs:
         check_algorithm(a)
-    with Path(path).open("rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        if size == 0:
-            return {a: new_hasher(a).digest() for a in algs}
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            mm.madvise(mmap.MADV_SEQUENTIAL)
-            view = memoryview(mm)
-            try:
-                return _hash_view(view, algs, progress)
-            finally:
-                view.release()
-
-
-def _hash_view(view: memoryview, algs: tuple[str, ...], progress: Callable[[int], None] | None) -> dict[str, bytes]:
-    if len(algs) == 1:
-        h = new_hasher(algs[0])
-        for part in _slices(view):
-            h.update(part)
+    hashers = [new_hasher(a) for a in algs]
+    buffers = (bytearray(BUFFER), bytearray(BUFFER))
+    with Path(path).open("rb", buffering=0) as fh, ThreadPoolExecutor(max_workers=len(algs)) as pool:
+        pending: list[Future[Any]] = []
+        turn = 0
+        while True:
+            buf = buffers[turn]
+            n = fh.readinto(buf)  # type: ignore[attr-defined]
+            for f in pending:  # the other buffer's hashing must finish before that buffer is refilled
+                f.result()
+            if not n:
+                break
+            view = memoryview(buf)[:n]
+            pending = [pool.submit(h.update, view) for h in hashers]
             if progress:
-                progress(len(part))
-        return {algs[0]: h.digest()}
-
-    def run(alg: str, report: bool) -> bytes:
-        h = new_hasher(alg)
-        for part in _slices(view):
-            h.update(part)
-            if report and progress:
-                progress(len(part))
-        return h.digest()
-
-    with ThreadPoolExecutor(max_workers=len(algs)) as pool:
-        futures = {a: pool.submit(run, a, i == 0) for i, a in enumerate(algs)}
-        return {a: f.result() for a, f in futures.items()}
+                progress(n)
+            turn ^= 1
+    return {a: h.digest() for a, h in zip(algs, hashers, strict=True)}
 
 
 def hash_bytes(data: bytes, algorithm: str = DEFAULT_DIGEST) -> bytes:

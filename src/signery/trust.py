@@ -25,8 +25,6 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any, Literal
 
-from cryptography import x509
-
 from ._fs import atomic_write_bytes
 from .errors import ConfigError, EnvironmentFailure, MalformedError, Reason, UsageError
 from .keys import PublicKey, key_id, load_public_key, public_key_pem, short_id
@@ -318,6 +316,8 @@ def load_trusted_key_file(
     stripped = data.strip()
     default = path.name.split(".")[0] or path.name
     if stripped.startswith(b"-----BEGIN CERTIFICATE"):
+        from cryptography import x509  # costs ~100 ms to import; only certificate files need it
+
         try:
             cert = x509.load_pem_x509_certificate(stripped + b"\n")
         except ValueError as exc:

@@ -21,7 +21,7 @@ A format module never opens a socket, prints, exits or reads environment variabl
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
@@ -50,10 +50,31 @@ def get_format(name: str) -> ModuleType:
 __all__ = ["FORMATS", "get_format"]
 
 
+def _zip_with_comment(subject: Path) -> bool:
+    from ..archive import is_zip
+
+    return subject.is_file() and is_zip(subject)
+
+
+def _sidecar(*suffixes: str) -> Callable[[Path], bool]:
+    return lambda subject: any(subject.with_name(subject.name + s).is_file() for s in suffixes)
+
+
+# Cheap file-level preconditions, checked before a format's module (and its dependencies: YAML, Sequoia...) is
+# imported, so that `signery verify` starts fast. The module's own ``detect`` still decides.
+_MAY_CARRY: dict[str, Callable[[Path], bool]] = {
+    "dify": _zip_with_comment,
+    "openpgp": _sidecar(".sig", ".asc"),
+}
+
+
 def detect_formats(subject: Path, *, signature: Path | None = None, only: Iterable[str] | None = None) -> list[str]:
     """Names of the formats whose signatures ``subject`` carries (a format whose module is absent is skipped)."""
     found: list[str] = []
     for name in only or FORMATS:
+        may_carry = _MAY_CARRY.get(name)
+        if signature is None and may_carry is not None and not may_carry(Path(subject)):
+            continue
         try:
             module = get_format(name)
         except ModuleNotFoundError:

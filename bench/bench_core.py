@@ -1,0 +1,156 @@
+"""Core benchmarks (issue 2): signery beside its peers, measured in the same run, printed as ratios.
+
+    .venv/bin/python bench/bench_core.py [--size-mib 1024] [--entries 10000] [--repeat 3]
+
+Targets:
+  1 GiB file, sha256:  sign and verify <= 1.10x `openssl dgst -sha256`
+  1 GiB file, blake3:  sign and verify <= 0.35x `minisign -S` / `minisign -V`
+  peak RSS <= 100 MB whatever the size
+  ZIP of 10,000 small entries: verify <= 2.0x `unzip -tq`
+  `signery verify` of a small signed plugin: <= 150 ms wall, median of 10
+
+Every figure is the median of --repeat runs of the real command line (process start included on both sides),
+after one warm-up run so the file is in the page cache for everyone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+SIGNERY = [str(BIN / "signery")]
+
+
+def run(cmd: list[str], *, env: dict[str, str] | None = None, stdin: bytes | None = None) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    if stdin is not None:
+        assert proc.stdin is not None
+        proc.stdin.write(stdin)
+        proc.stdin.close()
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{err}")
+    if proc.stderr:
+        proc.stderr.close()
+    return elapsed, usage.ru_maxrss
+
+
+def median(cmd: list[str], repeat: int, **kw: object) -> tuple[float, int]:
+    run(cmd, **kw)  # type: ignore[arg-type]  # warm-up: page cache, imports
+    samples = [run(cmd, **kw) for _ in range(repeat)]  # type: ignore[arg-type]
+    return statistics.median(s[0] for s in samples), max(s[1] for s in samples)
+
+
+def row(label: str, ours: float, peer: float, peer_name: str, target: float) -> bool:
+    ratio = ours / peer
+    ok = ratio <= target
+    print(
+        f"{label:<34} signery {ours:8.3f}s  {peer_name:<18} {peer:8.3f}s  ratio {ratio:5.2f}x "
+        f"(target <= {target:.2f}x) {'PASS' if ok else 'MISS'}"
+    )
+    return ok
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--entries", type=int, default=10_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    for tool in ("openssl", "minisign", "unzip"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is needed as a peer (apt-get install {tool})")
+    work = Path(tempfile.mkdtemp(prefix="signery-bench-"))
+    env = dict(os.environ, SIGNERY_HOME=str(work / "home"))
+    results: list[bool] = []
+    try:
+        big = work / "big.bin"
+        with big.open("wb") as fh:
+            block = os.urandom(1 << 20)
+            for _ in range(args.size_mib):
+                fh.write(block)
+        print(f"# {args.size_mib} MiB file, {os.cpu_count()} cores, median of {args.repeat} runs")
+        subprocess.run([*SIGNERY, "keygen", "k", "--out-dir", str(work)], check=True, capture_output=True, env=env)
+        priv, pub = str(work / "k.private.pem"), str(work / "k.public.pem")
+        sig = str(work / "big.bin.signery.json")
+        rss: list[int] = []
+
+        peer, _ = median(["openssl", "dgst", "-sha256", str(big)], args.repeat)
+        ours, r = median([*SIGNERY, "sign", str(big), "--key", priv, "-q"], args.repeat, env=env)
+        rss.append(r)
+        results.append(row("sign   sha256", ours, peer, "openssl dgst", 1.10))
+        ours, r = median([*SIGNERY, "verify", str(big), "--key", pub, "-q"], args.repeat, env=env)
+        rss.append(r)
+        results.append(row("verify sha256", ours, peer, "openssl dgst", 1.10))
+
+        subprocess.run(
+            ["minisign", "-G", "-W", "-f", "-p", str(work / "m.pub"), "-s", str(work / "m.key")],
+            check=True,
+            capture_output=True,
+        )
+        peer_s, _ = median(["minisign", "-S", "-s", str(work / "m.key"), "-m", str(big)], args.repeat)
+        peer_v, _ = median(["minisign", "-V", "-p", str(work / "m.pub"), "-m", str(big)], args.repeat)
+        ours, r = median([*SIGNERY, "sign", str(big), "--key", priv, "--digest", "blake3", "-q"], args.repeat, env=env)
+        rss.append(r)
+        results.append(row("sign   blake3", ours, peer_s, "minisign -S", 0.35))
+        ours, r = median([*SIGNERY, "verify", str(big), "--key", pub, "-q"], args.repeat, env=env)
+        rss.append(r)
+        results.append(row("verify blake3", ours, peer_v, "minisign -V", 0.35))
+        peak = max(rss) / 1024
+        ok = peak <= 100
+        results.append(ok)
+        print(
+            f"{'peak RSS (sign/verify, 1 process)':<34} {peak:8.1f} MB  (target <= 100 MB) {'PASS' if ok else 'MISS'}"
+        )
+        os.unlink(sig)
+        big.unlink()
+
+        many = work / "many.zip"
+        with zipfile.ZipFile(many, "w", zipfile.ZIP_DEFLATED) as z:
+            for i in range(args.entries):
+                z.writestr(f"pkg/module_{i:05d}.py", f"# module {i}\nVALUE = {i}\n" * 20)
+        subprocess.run([*SIGNERY, "sign", str(many), "--key", priv, "-q"], check=True, capture_output=True, env=env)
+        signed = str(work / "many.signed.zip")
+        peer, _ = median(["unzip", "-tq", signed], args.repeat)
+        ours, _ = median([*SIGNERY, "verify", signed, "--key", pub, "-q"], args.repeat, env=env)
+        results.append(row(f"verify zip of {args.entries} entries", ours, peer, "unzip -tq", 2.0))
+
+        small = work / "small.zip"
+        with zipfile.ZipFile(small, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("manifest.yaml", "name: small\nversion: 1.0.0\n")
+            z.writestr("main.py", "print('hi')\n" * 50)
+        subprocess.run([*SIGNERY, "sign", str(small), "--key", priv], check=True, capture_output=True, env=env)
+        ms, _ = median([*SIGNERY, "verify", str(work / "small.signed.zip"), "--key", pub], 10, env=env)
+        ok = ms <= 0.150
+        results.append(ok)
+        print(
+            f"{'verify small plugin (median of 10)':<34} {ms * 1000:8.1f} ms (target <= 150 ms) {'PASS' if ok else 'MISS'}"
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"# {sum(results)}/{len(results)} targets met")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,6 @@
+def main() -> None:
+    print("hello from a signed plugin")
+
+
+if __name__ == "__main__":
+    main()
