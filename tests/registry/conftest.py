@@ -96,6 +96,7 @@ def live(store: RegistryStore, token: str) -> Iterator[LiveRegistry]:
 
 
 def make_zip(path: Path, files: dict[str, bytes | str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in files.items():
             z.writestr(name, data)

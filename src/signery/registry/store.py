@@ -169,9 +169,9 @@ class RegistryStore:
     ) -> tuple[VersionIndex, bool]:
         """Publish staged bytes as name@version, or add signatures to an existing identical version.
 
-        Returns the version's index and whether anything new was stored. Nothing is committed unless every check
-        passes; blobs are moved into the store before the database row that points to them is committed, so a
-        row never points to a missing blob.
+        Returns the version's index and whether the version was created (False: it existed, and any new
+        signatures were added). Nothing is committed unless every check passes; blobs are moved into the store
+        before the database row that points to them is committed, so a row never points to a missing blob.
 
         Raises:
             ConflictError: name@version exists with different bytes (immutability), or a signature name clash.
@@ -301,7 +301,7 @@ class RegistryStore:
         except IntegrityError:
             s.rollback()
             raise ConflictError("a signature was added concurrently; retry", subject=row.package.name) from None
-        return self._index(row, row.package.name), True
+        return self._index(row, row.package.name), False
 
     def _signature_rows(self, signatures: Sequence[SignatureUpload], publisher: Publisher) -> list[Signature]:
         names = [sig.filename for sig in signatures]
