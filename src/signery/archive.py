@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import re
 import stat
 import struct
 import unicodedata
@@ -60,6 +61,8 @@ _FLAG_MASKED_HEADERS = 0x2000
 _UNIX = 3
 _CHUNK = 1 << 20  # decompress in 1 MiB steps so a bomb never inflates beyond one step before it is caught
 _MAX_EMPTY_DEFLATE = 16  # a directory entry's "compressed" empty body (deflate of b"" is 2 bytes)
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1: terminal escapes and truncation tricks
+_PARSE_CACHE_SIZE = 4  # detection and verification of one package share one parse
 _DROP_MIN = 4 << 20  # below this, releasing mapped pages costs more than it saves
 _MAX_NAME_BYTES = 1024  # longer than any real path; PATH_MAX-class names are an attack on extractors
 
@@ -89,6 +92,7 @@ class ArchiveLimits:
 
 
 DEFAULT_LIMITS = ArchiveLimits()
+_PARSE_CACHE: dict[tuple[object, ...], tuple[list[ZipEntry], bytes, int]] = {}
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,7 @@ def check_entry_name(name: str, *, raw: bytes | None = None) -> None:
         raise UnsafeArchiveError("archive entry with an empty name", subject="<empty>")
     if raw is not None and len(raw) > _MAX_NAME_BYTES:
         raise UnsafeArchiveError(f"entry name is {len(raw)} bytes long", subject=subject[:80])
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in name):
+    if _CONTROL_CHARS.search(name):
         raise UnsafeArchiveError(f"entry name {name!r} contains a control character", subject=repr(name))
     if "\\" in name:
         raise UnsafeArchiveError(f"entry name {name!r} contains a backslash", subject=name)
@@ -171,7 +175,16 @@ class ZipArchive:
                 raise MalformedError(f"{path} is not a ZIP archive (too short)", subject=str(path))
             mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
             try:
-                entries, comment, cd_offset = _parse(mm, size, limits, str(path))
+                st = os.fstat(fh.fileno())
+                # The parse depends only on the bytes; the identity below changes whenever they can have.
+                identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, limits)
+                cached = _PARSE_CACHE.get(identity)
+                if cached is None:
+                    cached = _parse(mm, size, limits, str(path))
+                    if len(_PARSE_CACHE) >= _PARSE_CACHE_SIZE:
+                        _PARSE_CACHE.pop(next(iter(_PARSE_CACHE)))
+                    _PARSE_CACHE[identity] = cached
+                entries, comment, cd_offset = cached
             except BaseException:
                 mm.close()
                 raise
