@@ -17,6 +17,8 @@ COMMANDS: dict[str, str] = {
     "verify": "signery.cli.verify:verify",
     "inspect": "signery.cli.verify:inspect",
     "trust": "signery.cli.trust:trust",
+    "server": "signery.cli.server:server",
+    "remote": "signery.cli.remote:remote",
     "registry": "signery.cli.registry:registry",
     "publish": "signery.cli.publish:publish",
     "search": "signery.cli.publish:search",

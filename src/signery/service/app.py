@@ -40,24 +40,27 @@ class BodyLimit:
                     await _reply(send, 413, b'{"error":{"reason":"malformed","message":"request body too large"}}')
                     return
         seen = 0
+        refused = False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise _TooLarge
+                    # Answer now; the app then sees a disconnected client and whatever it sends is dropped.
+                    refused = True
+                    await _reply(send, 413, b'{"error":{"reason":"malformed","message":"request body too large"}}')
+                    return {"type": "http.disconnect"}
             return message
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await _reply(send, 413, b'{"error":{"reason":"malformed","message":"request body too large"}}')
+        async def guarded_send(message: Message) -> None:
+            if not refused:
+                await send(message)
 
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, limited, guarded_send)
 
 
 async def _reply(send: Send, status: int, body: bytes) -> None:

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import ConfigError, EnvironmentFailure
-from ..keys import PrivateKey, load_private_key
+from ..keys import PrivateKey
 from .settings import MasterKey
 
 NONCE_BYTES = 12  # the GCM standard nonce; random is safe here: each data key seals exactly one message
@@ -82,4 +83,8 @@ def open_private_key(sealed: SealedKey, *, master: MasterKey, name: str, version
         raise EnvironmentFailure(
             f"stored key {name} v{version} does not decrypt: the database row was altered", subject=name
         ) from None
-    return load_private_key(der, source=f"{name} v{version}")
+    # Not keys.load_private_key: it strips whitespace, which corrupts DER that happens to end in 0x20 or 0x0a.
+    key = serialization.load_der_private_key(der, password=None)
+    if not isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise EnvironmentFailure(f"stored key {name} v{version} has an unsupported type", subject=name)
+    return key

@@ -152,21 +152,25 @@ class SignItem:
 
     digest: bytes | None = None
     message: bytes | None = None
-    hash_algorithm: HashName = "sha256"
+    hash_algorithm: HashName | None = None  # None: the key's default for messages, the digest's length for digests
     signature_algorithm: RsaPadding = "pss"
     version: int | None = None
 
     def __post_init__(self) -> None:
         if (self.digest is None) == (self.message is None):
             raise UsageError("give exactly one of digest and message")
-        if self.hash_algorithm not in _DIGEST_SIZES:
+        if self.hash_algorithm is None and self.digest is not None:
+            by_size: dict[int, HashName] = {32: "sha256", 48: "sha384", 64: "sha512"}
+            if len(self.digest) not in by_size:
+                raise UsageError(f"a digest of {len(self.digest)} bytes is not SHA-256, SHA-384 or SHA-512")
+            object.__setattr__(self, "hash_algorithm", by_size[len(self.digest)])
+        if self.hash_algorithm is not None and self.hash_algorithm not in _DIGEST_SIZES:
             raise UsageError(f"unsupported hash algorithm {self.hash_algorithm!r}", subject=self.hash_algorithm)
         if self.signature_algorithm not in ("pss", "pkcs1v15"):
             raise UsageError(f"unsupported signature algorithm {self.signature_algorithm!r}")
-        if self.digest is not None and len(self.digest) != _DIGEST_SIZES[self.hash_algorithm]:
-            raise UsageError(
-                f"a {self.hash_algorithm} digest is {_DIGEST_SIZES[self.hash_algorithm]} bytes, got {len(self.digest)}"
-            )
+        size = _DIGEST_SIZES[self.hash_algorithm or "sha256"]
+        if self.digest is not None and len(self.digest) != size:
+            raise UsageError(f"a {self.hash_algorithm} digest is {size} bytes, got {len(self.digest)}")
         if self.message is not None and len(self.message) > MAX_MESSAGE_BYTES:
             raise UsageError(f"messages are at most {MAX_MESSAGE_BYTES} bytes; send a digest instead")
         if self.version is not None and not 1 <= self.version <= MAX_VERSION:
@@ -174,7 +178,7 @@ class SignItem:
 
     def audit_digest(self) -> str:
         if self.digest is not None:
-            return f"{self.hash_algorithm}:{self.digest.hex()}"
+            return f"{self.hash_algorithm or 'sha256'}:{self.digest.hex()}"
         assert self.message is not None
         return f"message-sha256:{hashlib.sha256(self.message).hexdigest()}"
 
@@ -522,7 +526,7 @@ class KeyStore:
                 signer = self._signer(vrow)
                 if item.digest is not None:
                     sig = signer.sign_digest(
-                        item.digest, hash_name=item.hash_algorithm, rsa_padding=item.signature_algorithm
+                        item.digest, hash_name=item.hash_algorithm or "sha256", rsa_padding=item.signature_algorithm
                     )
                 else:
                     assert item.message is not None

@@ -128,7 +128,9 @@ class KeyList(BaseModel):
 class SignInput(_Strict):
     digest: str | None = Field(default=None, max_length=_B64_DIGEST, description="base64 digest (prehashed)")
     message: str | None = Field(default=None, max_length=_B64_MESSAGE, description="base64 message, <= 64 KiB")
-    hash_algorithm: HashAlgorithm = "sha256"
+    hash_algorithm: HashAlgorithm | None = Field(
+        default=None, description="default: SHA-384 for P-384 messages, else SHA-256; for digests, by length"
+    )
     signature_algorithm: SignatureAlgorithm = Field(default="pss", description="RSA keys only")
     version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
 
@@ -171,7 +173,7 @@ class VerifyRequest(_Strict):
     digest: str | None = Field(default=None, max_length=_B64_DIGEST)
     message: str | None = Field(default=None, max_length=_B64_MESSAGE)
     signature: str | None = Field(default=None, max_length=_B64_SIGNATURE)
-    hash_algorithm: HashAlgorithm = "sha256"
+    hash_algorithm: HashAlgorithm | None = None
     signature_algorithm: SignatureAlgorithm = "pss"
     version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
     batch: list[VerifyInput] | None = Field(default=None, max_length=MAX_BATCH)

@@ -1,0 +1,75 @@
+"""``signery remote``: look at the keys a signing service holds (signing itself is ``signery sign --key remote:NAME``).
+
+\b
+  export SIGNERY_API_KEY=sgy_...
+  signery remote keys --server https://sign.example.org
+  signery remote public-key release --server https://sign.example.org > release.public.pem
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from ..errors import UsageError
+from ._common import emit_json, handle_errors, json_option
+
+API_KEY_ENV = "SIGNERY_API_KEY"
+SERVER_ENV = "SIGNERY_SERVER"
+
+server_option = click.option(
+    "--server", envvar=SERVER_ENV, required=True, help=f"Service URL (or ${SERVER_ENV}), e.g. http://127.0.0.1:8443."
+)
+
+
+@click.group()
+def remote() -> None:
+    """Keys held by a signery signing service."""
+
+
+@remote.command()
+@server_option
+@json_option
+@handle_errors
+def keys(server: str, as_json: bool) -> None:
+    """List the service's keys (needs $SIGNERY_API_KEY with read or sign scope)."""
+    from ..remote import remote_keys
+
+    api_key = os.environ.get(API_KEY_ENV)
+    if not api_key:
+        raise UsageError(f"set {API_KEY_ENV} to an API key of the service", subject=API_KEY_ENV)
+    found = remote_keys(server, api_key)
+    if as_json:
+        emit_json({"keys": found})
+        return
+    for k in found:
+        click.echo(f"{k.get('name')!s:32} {k.get('type')!s:18} v{k.get('latest_version')}")
+
+
+@remote.command("public-key")
+@server_option
+@click.argument("name")
+@click.option("--version", "key_version", type=click.IntRange(1), default=None, help="Default: the newest.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["pem", "certificate", "openpgp"]),
+    default=None,
+    help="Default: the OpenPGP certificate for OpenPGP keys, else the PEM public key.",
+)
+@json_option
+@handle_errors
+def public_key(server: str, name: str, key_version: int | None, fmt: str | None, as_json: bool) -> None:
+    """Print the public key of NAME (no API key needed)."""
+    from ..remote import remote_public_key
+
+    key = remote_public_key(server, name, version=key_version)
+    if as_json:
+        emit_json(key.__dict__)
+        return
+    fmt = fmt or ("openpgp" if key.openpgp_certificate else "pem")
+    text = {"pem": key.public_key_pem, "certificate": key.certificate, "openpgp": key.openpgp_certificate}[fmt]
+    if text is None:
+        raise UsageError(f"key {name} has no {fmt} form", subject=name)
+    click.echo(text.rstrip("\n"))

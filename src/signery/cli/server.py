@@ -1,0 +1,310 @@
+"""``signery server``: run the signing service, and administer its database (init, migrate, API keys, audit).
+
+\b
+  signery server init                               # master key (0600) + database + first admin API key
+  signery server --port 8443 --workers 2            # serve (FastAPI + uvicorn)
+  signery server api-key create --name ci --scope 'sign:release-*'
+  signery server audit verify
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import ConfigError, UsageError
+from ._common import emit_json, handle_errors, json_option, signery_home
+
+MASTER_KEY_ENV = "SIGNERY_MASTER_KEY"
+DATABASE_URL_ENV = "SIGNERY_DATABASE_URL"
+_WORKER_CONFIG_ENV = "SIGNERY_SERVER_CONFIG"  # how the parent hands settings to uvicorn worker processes
+
+
+def _database_url(option: str | None) -> str:
+    if option:
+        return option
+    env = os.environ.get(DATABASE_URL_ENV)
+    if env:
+        return env
+    return f"sqlite:///{signery_home() / 'service.db'}"
+
+
+def _master_key_file(option: str | None) -> Path:
+    return Path(option) if option else signery_home() / "master.key"
+
+
+def _load_master(master_key_file: str | None) -> Any:
+    from ..service import MasterKey
+
+    if master_key_file is None and os.environ.get(MASTER_KEY_ENV):
+        return MasterKey.from_text(os.environ[MASTER_KEY_ENV], source=MASTER_KEY_ENV)
+    path = _master_key_file(master_key_file)
+    if not path.exists():
+        raise ConfigError(
+            f"no master key: {path} does not exist and {MASTER_KEY_ENV} is not set",
+            subject=str(path),
+            hint="run 'signery server init' once, or pass --master-key-file",
+        )
+    return MasterKey.from_file(path)
+
+
+database_option = click.option(
+    "--database-url",
+    default=None,
+    help=f"sqlite:///PATH or postgresql://... (default: ${DATABASE_URL_ENV}, else a SQLite file in $SIGNERY_HOME).",
+)
+master_option = click.option(
+    "--master-key-file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help=f"Default $SIGNERY_HOME/master.key; or set {MASTER_KEY_ENV} (base64).",
+)
+
+
+def app_from_environment() -> Any:
+    """Uvicorn factory for worker processes: settings come from the parent through the environment."""
+    from ..service import Settings, create_app
+
+    cfg = json.loads(os.environ[_WORKER_CONFIG_ENV])
+    return create_app(
+        Settings(
+            database_url=cfg["database_url"],
+            master_key=_load_master(cfg["master_key_file"]),
+            rate_per_second=cfg["rate"],
+            burst=cfg["burst"],
+        )
+    )
+
+
+@click.group(invoke_without_command=True)
+@database_option
+@master_option
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8443, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option(
+    "--rate-limit",
+    default=200.0,
+    show_default=True,
+    type=click.FloatRange(min=0.001),
+    help="Requests per second per API key (token bucket, per worker).",
+)
+@click.option("--burst", default=400, show_default=True, type=click.IntRange(1), help="Token bucket size.")
+@click.option(
+    "--log-level",
+    default="warning",
+    show_default=True,
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+)
+@click.pass_context
+@handle_errors
+def server(
+    ctx: click.Context,
+    database_url: str | None,
+    master_key_file: str | None,
+    host: str,
+    port: int,
+    workers: int,
+    rate_limit: float,
+    burst: int,
+    log_level: str,
+) -> None:
+    """Run the signing service (FastAPI + uvicorn), or administer it with a subcommand.
+
+    The server refuses to start without a master key or on a database that is not migrated.
+    TLS: run it behind a TLS-terminating proxy, or on 127.0.0.1 only.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    import uvicorn
+
+    from ..service import Settings, create_app
+    from ..service.storage import Database
+
+    url = _database_url(database_url)
+    master = _load_master(master_key_file)
+    Settings(database_url=url, master_key=master, rate_per_second=rate_limit, burst=burst)  # validate first
+    db = Database(url)
+    db.check_schema()
+    db.dispose()
+    click.echo(f"signery server: {db.display_url} on http://{host}:{port} ({workers} worker(s))", err=True)
+    if workers == 1:
+        app = create_app(Settings(database_url=url, master_key=master, rate_per_second=rate_limit, burst=burst))
+        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+        return
+    os.environ[_WORKER_CONFIG_ENV] = json.dumps(
+        {
+            "database_url": url,
+            "master_key_file": None
+            if master_key_file is None and os.environ.get(MASTER_KEY_ENV)
+            else str(_master_key_file(master_key_file)),
+            "rate": rate_limit,
+            "burst": burst,
+        }
+    )
+    uvicorn.run(
+        "signery.cli.server:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,
+    )
+
+
+@server.command()
+@database_option
+@master_option
+@handle_errors
+def init(database_url: str | None, master_key_file: str | None) -> None:
+    """Create the master key (mode 0600, if missing), the database, and the first admin API key (last line)."""
+    from .._fs import atomic_write_bytes
+    from ..service import MasterKey
+    from ..service.apikeys import first_admin_key
+    from ..service.storage import Database
+
+    url = _database_url(database_url)
+    if master_key_file is None and os.environ.get(MASTER_KEY_ENV):
+        MasterKey.from_text(os.environ[MASTER_KEY_ENV], source=MASTER_KEY_ENV)
+        click.echo(f"master key: from {MASTER_KEY_ENV}")
+    else:
+        path = _master_key_file(master_key_file)
+        if path.exists():
+            MasterKey.from_file(path)
+            click.echo(f"master key: {path} (exists, kept)")
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            key = MasterKey(secrets.token_bytes(32))
+            atomic_write_bytes(path, (key.to_text() + "\n").encode(), mode=0o600, overwrite=False)
+            click.echo(f"master key: {path} (created; back it up: without it no key in the database can be used)")
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db = Database(url)
+    revision = db.migrate()
+    click.echo(f"database: {db.display_url} (schema {revision})")
+    with db.session() as session:
+        token = first_admin_key(session)
+    db.dispose()
+    if token is None:
+        raise UsageError(
+            "the database has API keys already; no new admin key was made",
+            subject=db.display_url,
+            hint="use 'signery server api-key create --scope admin'",
+        )
+    click.echo("first admin API key (shown once; the server stores only its hash):")
+    click.echo(token)
+
+
+@server.command()
+@database_option
+@handle_errors
+def migrate(database_url: str | None) -> None:
+    """Upgrade the database schema to this version of signery (safe to run again)."""
+    from ..service.storage import Database
+
+    db = Database(_database_url(database_url))
+    before = db.current_revision()
+    after = db.migrate()
+    db.dispose()
+    click.echo(f"{db.display_url}: schema {before or 'none'} -> {after}")
+
+
+@server.group("api-key")
+def api_key() -> None:
+    """Create, list and revoke API keys (directly in the database)."""
+
+
+@api_key.command("create")
+@database_option
+@click.option("--name", required=True, help="A name for the key's holder (^[A-Za-z0-9._-]{1,64}$).")
+@click.option("--scope", "scopes", multiple=True, required=True, help="admin | read | sign:PATTERN (repeatable).")
+@click.option("--expires", default=None, help="ISO time, or a duration such as 30d or 12h.")
+@handle_errors
+def api_key_create(database_url: str | None, name: str, scopes: tuple[str, ...], expires: str | None) -> None:
+    """Create an API key; the key itself is printed as the last line, once."""
+    from ..service.apikeys import create_api_key, parse_expiry
+    from ..service.storage import Database
+
+    db = Database(_database_url(database_url))
+    db.check_schema()
+    with db.session() as session:
+        info, token = create_api_key(
+            session, name=name, scopes=list(scopes), expires_at=parse_expiry(expires), caller="cli"
+        )
+    db.dispose()
+    click.echo(
+        f"API key {info.name} ({info.id}): {' '.join(info.scopes)}"
+        + (f", expires {info.expires_at}" if info.expires_at else "")
+    )
+    click.echo(token)
+
+
+@api_key.command("list")
+@database_option
+@json_option
+@handle_errors
+def api_key_list(database_url: str | None, as_json: bool) -> None:
+    """List API keys (names, scopes, expiry, revocation; never the keys)."""
+    from ..service.apikeys import list_api_keys
+    from ..service.storage import Database
+
+    db = Database(_database_url(database_url))
+    db.check_schema()
+    with db.session() as session:
+        infos = list_api_keys(session)
+    db.dispose()
+    if as_json:
+        emit_json({"api_keys": [i.__dict__ | {"scopes": list(i.scopes)} for i in infos]})
+        return
+    for i in infos:
+        state = "revoked" if i.revoked_at else (f"expires {i.expires_at}" if i.expires_at else "active")
+        click.echo(f"{i.name:24} {i.id}  {' '.join(i.scopes):32} {state}")
+
+
+@api_key.command("revoke")
+@database_option
+@click.argument("name")
+@handle_errors
+def api_key_revoke(database_url: str | None, name: str) -> None:
+    """Revoke the API key NAME (running servers refuse it within a second)."""
+    from ..service.apikeys import revoke_api_key
+    from ..service.storage import Database
+
+    db = Database(_database_url(database_url))
+    db.check_schema()
+    with db.session() as session:
+        info = revoke_api_key(session, name=name, caller="cli")
+    db.dispose()
+    click.echo(f"revoked {info.name} ({info.id}) at {info.revoked_at}")
+
+
+@server.group()
+def audit() -> None:
+    """The hash-chained audit log."""
+
+
+@audit.command("verify")
+@database_option
+@json_option
+@handle_errors
+def audit_verify(database_url: str | None, as_json: bool) -> None:
+    """Check the audit chain end to end; exit 1 naming the first broken row."""
+    from ..service.audit import verify_chain
+    from ..service.storage import Database
+
+    db = Database(_database_url(database_url))
+    db.check_schema()
+    try:
+        report = verify_chain(db)
+    finally:
+        db.dispose()
+    if as_json:
+        emit_json({"ok": True, "rows": report.rows, "head_hash": report.head_hash})
+    else:
+        click.echo(f"audit chain intact: {report.rows} rows, head {report.head_hash}")

@@ -1,0 +1,331 @@
+"""Signing with a key held by the signery signing service: only digests and small statements travel.
+
+:class:`RemoteSigner` is a :class:`~signery.keys.Signer` (native and Dify formats); :class:`RemoteOpenPGPSigner`
+is an :class:`~signery.openpgp.OpenPGPSigner` (detached OpenPGP signatures, the packet is built locally). Both pin
+the key version when first used, so every signature of one run comes from the same key, and check each signature
+against the key's public half before returning it: a wrong or lying server cannot slip a bad signature in.
+
+Example::
+
+    signer = RemoteSigner("https://sign.example.org", api_key, "release")
+    signature = signer.sign(statement_bytes)
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from .errors import ConfigError, EnvironmentFailure, Reason, UsageError, VerificationError
+from .keys import HashName, PublicKey, RsaPadding, default_hash, load_public_key, verify_signature
+
+MAX_MESSAGE_BYTES = 64 * 1024  # what the service accepts; hash anything bigger locally and sign the digest
+MAX_RESPONSE_BYTES = 4 << 20  # a key listing or a signature is small; bound what a hostile server can send us
+MAX_RETRIES = 5  # on 429 Retry-After and on 503, then give up
+MAX_RETRY_WAIT = 30.0  # seconds; a server asking for longer is treated as down
+TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+_PGP_ALGORITHMS = {"openpgp-rsa-3072": 1, "openpgp-ed25519": 22}
+
+
+@dataclass(frozen=True)
+class RemoteKeyVersion:
+    name: str
+    type: str
+    version: int
+    key_id: str
+    algorithm: str
+    public_key_pem: str
+    certificate: str | None
+    openpgp_certificate: str | None
+
+
+class ServiceClient:
+    """A small keep-alive HTTP client for the service's JSON API, mapping failures to signery errors."""
+
+    def __init__(self, server: str, api_key: str | None, *, transport: httpx.BaseTransport | None = None) -> None:
+        if not server.startswith(("http://", "https://")):
+            raise UsageError(f"server {server!r} must be an http:// or https:// URL", subject=server)
+        self.server = server.rstrip("/")
+        headers = {"User-Agent": "signery"}
+        if api_key:
+            headers["X-API-Key"] = api_key
+        self._http = httpx.Client(base_url=self.server, headers=headers, timeout=TIMEOUT, transport=transport)
+
+    def __repr__(self) -> str:  # never show the API key
+        return f"ServiceClient({self.server!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def request(self, method: str, path: str, *, json: Any = None, subject: str | None = None) -> Any:
+        for attempt in range(MAX_RETRIES + 1):
+            try:
+                response = self._http.request(method, path, json=json)
+            except httpx.HTTPError as exc:
+                raise EnvironmentFailure(
+                    f"signing service {self.server} unreachable: {type(exc).__name__}: {exc}", subject=self.server
+                ) from exc
+            if response.status_code in (429, 503) and attempt < MAX_RETRIES:
+                wait = _retry_after(response, attempt)
+                if wait <= MAX_RETRY_WAIT:
+                    time.sleep(wait)
+                    continue
+            return self._decode(response, subject=subject or path)
+        raise AssertionError("unreachable")
+
+    def _decode(self, response: httpx.Response, *, subject: str) -> Any:
+        if len(response.content) > MAX_RESPONSE_BYTES:
+            raise EnvironmentFailure(f"signing service sent an oversized response for {subject}", subject=subject)
+        try:
+            body = response.json() if response.content else None
+        except ValueError:
+            body = None
+        if response.is_success:
+            if body is None and response.status_code != 204:
+                raise EnvironmentFailure(f"signing service sent no JSON for {subject}", subject=subject)
+            return body
+        error = body.get("error") if isinstance(body, dict) else None
+        message = error.get("message") if isinstance(error, dict) else None
+        text = f"signing service refused {subject}: HTTP {response.status_code}" + (f": {message}" if message else "")
+        code = response.status_code
+        if code == 401:
+            raise ConfigError(text, subject=subject, hint="check SIGNERY_API_KEY")
+        if code == 403:
+            raise ConfigError(text, subject=subject, hint="the API key lacks the scope for this key")
+        if code == 404:
+            raise UsageError(text, reason=Reason.UNKNOWN_KEY, subject=subject)
+        if code in (400, 409, 413, 422):
+            raise UsageError(text, subject=subject)
+        raise EnvironmentFailure(text, subject=subject)
+
+
+def _retry_after(response: httpx.Response, attempt: int) -> float:
+    try:
+        return float(response.headers.get("Retry-After", ""))
+    except ValueError:
+        return float(min(MAX_RETRY_WAIT, 0.5 * 2**attempt))
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _unb64(value: object, *, subject: str) -> bytes:
+    if not isinstance(value, str):
+        raise EnvironmentFailure(f"signing service sent no signature for {subject}", subject=subject)
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError:
+        raise EnvironmentFailure(f"signing service sent a malformed signature for {subject}", subject=subject) from None
+
+
+def fetch_key(client: ServiceClient, name: str, *, version: int | None = None) -> RemoteKeyVersion:
+    """The public half of ``name`` at ``version`` (default: the newest)."""
+    info = client.request("GET", f"/v1/keys/{_path_name(name)}", subject=name)
+    try:
+        wanted = version if version is not None else int(info["latest_version"])
+        for v in info["versions"]:
+            if int(v["version"]) == wanted:
+                return RemoteKeyVersion(
+                    name=str(info["name"]),
+                    type=str(info["type"]),
+                    version=wanted,
+                    key_id=str(v["key_id"]),
+                    algorithm=str(v["algorithm"]),
+                    public_key_pem=str(v["public_key"]),
+                    certificate=v.get("certificate"),
+                    openpgp_certificate=v.get("openpgp_certificate"),
+                )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EnvironmentFailure(f"signing service sent a malformed key description for {name}", subject=name) from exc
+    raise UsageError(f"key {name} has no version {wanted}", reason=Reason.UNKNOWN_KEY, subject=name)
+
+
+def list_keys(client: ServiceClient) -> list[dict[str, Any]]:
+    body = client.request("GET", "/v1/keys", subject="keys")
+    keys = body.get("keys") if isinstance(body, dict) else None
+    if not isinstance(keys, list):
+        raise EnvironmentFailure("signing service sent a malformed key list", subject=client.server)
+    return keys
+
+
+def _path_name(name: str) -> str:
+    from .service.names import check_name  # the one definition of a valid name
+
+    return check_name(name)
+
+
+class RemoteSigner:
+    """A :class:`~signery.keys.Signer` whose private key stays in the signing service."""
+
+    def __init__(
+        self,
+        server: str,
+        api_key: str,
+        name: str,
+        *,
+        version: int | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.name = _path_name(name)
+        self._client = ServiceClient(server, api_key, transport=transport)
+        self._version = version
+        self._key: RemoteKeyVersion | None = None
+        self._public: PublicKey | None = None
+
+    def __repr__(self) -> str:
+        return f"RemoteSigner({self._client.server!r}, {self.name!r}, version={self._version!r})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _pinned(self) -> tuple[RemoteKeyVersion, PublicKey]:
+        if self._key is None or self._public is None:
+            key = fetch_key(self._client, self.name, version=self._version)
+            if key.type.startswith("openpgp-"):
+                raise UsageError(f"{self.name} is an OpenPGP key; sign OpenPGP signatures with it", subject=self.name)
+            self._public = load_public_key(key.public_key_pem.encode(), source=f"remote key {self.name}")
+            self._key = key
+        return self._key, self._public
+
+    @property
+    def key_id(self) -> str:
+        return self._pinned()[0].key_id
+
+    @property
+    def version(self) -> int:
+        return self._pinned()[0].version
+
+    def public_key(self) -> PublicKey:
+        return self._pinned()[1]
+
+    def sign(self, message: bytes, *, hash_name: HashName | None = None, rsa_padding: RsaPadding = "pss") -> bytes:
+        if len(message) > MAX_MESSAGE_BYTES:
+            raise UsageError(
+                f"remote signing takes messages up to {MAX_MESSAGE_BYTES} bytes; sign a digest instead",
+                subject=self.name,
+            )
+        _, public = self._pinned()
+        h = hash_name or default_hash(public)
+        signature = self._call({"message": _b64(message), "hash_algorithm": h, "signature_algorithm": rsa_padding})
+        self._check(lambda: verify_signature(public, signature, message, hash_name=h, rsa_padding=rsa_padding))
+        return signature
+
+    def sign_digest(self, digest: bytes, *, hash_name: HashName, rsa_padding: RsaPadding = "pss") -> bytes:
+        key, public = self._pinned()
+        if key.algorithm == "ed25519":
+            raise UsageError("Ed25519 signs whole messages, not digests; use an RSA or ECDSA key for this format")
+        body = {"digest": _b64(digest), "hash_algorithm": hash_name, "signature_algorithm": rsa_padding}
+        signature = self._call(body)
+        self._check(
+            lambda: verify_signature(
+                public, signature, digest, hash_name=hash_name, rsa_padding=rsa_padding, prehashed=True
+            )
+        )
+        return signature
+
+    def _call(self, body: dict[str, Any]) -> bytes:
+        key, _ = self._pinned()
+        body["version"] = key.version
+        reply = self._client.request("POST", f"/v1/keys/{self.name}/sign", json=body, subject=self.name)
+        if not isinstance(reply, dict) or reply.get("key_id") != key.key_id:
+            raise EnvironmentFailure(f"signing service signed with another key than {key.key_id}", subject=self.name)
+        return _unb64(reply.get("signature"), subject=self.name)
+
+    def _check(self, verify: Any) -> None:
+        try:
+            verify()
+        except (VerificationError, UsageError) as exc:
+            raise EnvironmentFailure(
+                f"signing service returned a signature that does not verify with {self.name}", subject=self.name
+            ) from exc
+
+
+class RemoteOpenPGPSigner:
+    """An :class:`~signery.openpgp.OpenPGPSigner` over an OpenPGP key held by the service."""
+
+    def __init__(
+        self,
+        server: str,
+        api_key: str,
+        name: str,
+        *,
+        version: int | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.name = _path_name(name)
+        self._client = ServiceClient(server, api_key, transport=transport)
+        key = fetch_key(self._client, self.name, version=version)
+        if key.type not in _PGP_ALGORITHMS:
+            raise UsageError(f"{self.name} is not an OpenPGP key (it is {key.type})", subject=self.name)
+        self._key = key
+        self._public = load_public_key(key.public_key_pem.encode(), source=f"remote key {self.name}")
+        self.fingerprint: str = key.key_id
+        self.pubkey_algorithm: int = _PGP_ALGORITHMS[key.type]
+        self.openpgp_certificate = key.openpgp_certificate
+
+    def __repr__(self) -> str:
+        return f"RemoteOpenPGPSigner({self._client.server!r}, {self.name!r}, fingerprint={self.fingerprint!r})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def sign_hash(self, digest: bytes, *, hash_algorithm: str) -> bytes:
+        body = {"digest": _b64(digest), "hash_algorithm": hash_algorithm, "version": self._key.version}
+        reply = self._client.request("POST", f"/v1/keys/{self.name}/openpgp-sign", json=body, subject=self.name)
+        if not isinstance(reply, dict) or reply.get("fingerprint") != self.fingerprint:
+            raise EnvironmentFailure(
+                f"signing service signed with another key than {self.fingerprint}", subject=self.name
+            )
+        value = _unb64(reply.get("signature"), subject=self.name)
+        try:
+            if self.pubkey_algorithm == 1:
+                if hash_algorithm not in ("sha256", "sha384", "sha512"):
+                    raise UsageError(f"unsupported OpenPGP hash {hash_algorithm!r}")
+                verify_signature(
+                    self._public,
+                    value,
+                    digest,
+                    hash_name=hash_algorithm,  # type: ignore[arg-type]
+                    rsa_padding="pkcs1v15",
+                    prehashed=True,
+                )
+            else:
+                verify_signature(self._public, value, digest)
+        except (VerificationError, UsageError) as exc:
+            raise EnvironmentFailure(
+                f"signing service returned an OpenPGP signature that does not verify with {self.name}",
+                subject=self.name,
+            ) from exc
+        return value
+
+
+def remote_public_key(server: str, name: str, *, version: int | None = None) -> RemoteKeyVersion:
+    """The public half of a service key (no API key needed)."""
+    client = ServiceClient(server, None)
+    try:
+        return fetch_key(client, name, version=version)
+    finally:
+        client.close()
+
+
+def remote_keys(server: str, api_key: str) -> list[dict[str, Any]]:
+    """The service's keys (names, types, versions); needs an API key with read or sign scope."""
+    client = ServiceClient(server, api_key)
+    try:
+        return list_keys(client)
+    finally:
+        client.close()
+
+
+__all__ = [
+    "RemoteKeyVersion",
+    "RemoteOpenPGPSigner",
+    "RemoteSigner",
+    "remote_keys",
+    "remote_public_key",
+]
