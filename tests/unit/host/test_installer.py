@@ -1,0 +1,554 @@
+"""The plugin host: installs that follow the policy, attacks refused with nothing written, interrupted installs
+that leave the old version in place, re-checks, removal."""
+
+from __future__ import annotations
+
+import io
+import json
+import stat
+import tarfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+from signery import openpgp
+from signery.errors import (
+    ConfigError,
+    MalformedError,
+    PolicyViolationError,
+    Reason,
+    UnsafeArchiveError,
+    UsageError,
+    VerificationError,
+)
+from signery.formats import dify
+from signery.formats import openpgp as pgp_format
+from signery.host import HostLimits, check_installed, install_package, list_installed, remove_plugin
+from signery.keys import FileSigner, generate_private_key
+from signery.policy import Policy, load_policy
+from signery.trust import Constraints, TrustSet, load_trusted_key_file, trusted_key_from_public
+
+FORCED = Policy()
+LAX = Policy(force_verifying_signature=False)
+CREATED = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def key() -> rsa.RSAPrivateKey:
+    k = generate_private_key("rsa-2048")
+    assert isinstance(k, rsa.RSAPrivateKey)
+    return k
+
+
+@pytest.fixture()
+def trust(key: rsa.RSAPrivateKey) -> TrustSet:
+    return TrustSet([trusted_key_from_public(key.public_key(), name="acme")])
+
+
+@pytest.fixture()
+def plugins(tmp_path: Path) -> Path:
+    return tmp_path / "plugins"
+
+
+def make_dify(
+    path: Path, *, version: str = "1.0.0", name: str = "hello", author: str = "acme", extra: bytes = b""
+) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("manifest.yaml", f"version: {version}\ntype: plugin\nauthor: {author}\nname: {name}\n")
+        zf.writestr("main.py", b"print('hello " + version.encode() + b"')\n" + extra)
+        zf.writestr("tools/hello.yaml", b"identity: {name: hello}\n")
+    return path
+
+
+def signed(tmp_path: Path, key: rsa.RSAPrivateKey, **kw: str) -> Path:
+    version = kw.get("version", "1.0.0")
+    src = make_dify(tmp_path / f"src-{version}-{kw.get('author', 'acme')}.difypkg", **kw)  # type: ignore[arg-type]
+    return dify.sign(src, FileSigner(key), output=tmp_path / f"hello-{version}-{kw.get('author', 'acme')}.difypkg")
+
+
+def only_state(plugins: Path) -> list[str]:
+    """Everything in the plugins directory, relative; after a refusal only the lock file may exist."""
+    return sorted(p.relative_to(plugins).as_posix() for p in plugins.rglob("*"))
+
+
+NOTHING = [".signery", ".signery/lock"]
+
+
+# -- the policy at install time --------------------------------------------------------------------------------------
+
+
+def test_verified_install_records_the_signer(
+    tmp_path: Path, plugins: Path, key: rsa.RSAPrivateKey, trust: TrustSet
+) -> None:
+    pkg = signed(tmp_path, key)
+    record = install_package(pkg, plugins_dir=plugins, policy=FORCED, trust=trust)
+    assert record.status == "verified" and record.signer_key_name == "acme" and record.version == "1.0.0"
+    assert record.signer_key_id == trust.__iter__().__next__().key_id and record.signature_format == "dify"
+    assert record.category == "langgenius" and record.author == "acme"
+    assert (plugins / "hello" / "main.py").read_bytes().startswith(b"print('hello 1.0.0')")
+    assert (plugins / "hello" / ".verification.dify.json").is_file()
+    assert [r.name for r in list_installed(plugins)] == ["hello"]
+    assert all(o.ok for o in check_installed(plugins, policy=FORCED, trust=trust))
+
+
+def test_official_vector_installs_with_no_trust_store(vectors: Path, plugins: Path) -> None:
+    record = install_package(
+        vectors / "dify" / "langgenius-agent_0.0.14.difypkg", plugins_dir=plugins, policy=FORCED, trust=TrustSet()
+    )
+    assert record.status == "verified" and record.signer_key_name == "dify-marketplace" and record.name == "agent"
+
+
+@pytest.mark.parametrize("case", ["unsigned", "unknown-key", "tampered"])
+def test_forced_refusals_name_reason_and_fault(
+    tmp_path: Path, plugins: Path, key: rsa.RSAPrivateKey, trust: TrustSet, case: str
+) -> None:
+    if case == "unsigned":
+        pkg = make_dify(tmp_path / "hello.difypkg")
+    elif case == "unknown-key":
+        pkg = dify.sign(make_dify(tmp_path / "s.difypkg"), FileSigner(generate_private_key("rsa-2048")))
+    else:
+        good = signed(tmp_path, key)
+        pkg = tmp_path / "tampered.difypkg"
+        with zipfile.ZipFile(good) as zin, zipfile.ZipFile(pkg, "w") as zout:
+            for info in zin.infolist():
+                data = zin.read(info)
+                zout.writestr(info.filename, data + b"# evil\n" if info.filename == "main.py" else data)
+            zout.comment = zin.comment
+    with pytest.raises(VerificationError) as e:
+        install_package(pkg, plugins_dir=plugins, policy=FORCED, trust=trust, allow_unverified=True)
+    assert e.value.reason.value == case
+    assert "FORCE_VERIFYING_SIGNATURE" in (e.value.hint or "") or "force_verifying_signature" in (e.value.hint or "")
+    assert e.value.subject and "staging" not in e.value.subject and "staging" not in e.value.message
+    assert only_state(plugins) == NOTHING
+
+
+def test_not_forced_installs_unverified_with_the_reason(tmp_path: Path, plugins: Path, trust: TrustSet) -> None:
+    pkg = make_dify(tmp_path / "hello.difypkg")
+    with pytest.raises(VerificationError, match="--allow-unverified"):
+        install_package(pkg, plugins_dir=plugins, policy=LAX, trust=trust)
+    record = install_package(pkg, plugins_dir=plugins, policy=LAX, trust=trust, allow_unverified=True)
+    assert record.status == "unverified" and record.reason == "unsigned" and record.signer_key_id is None
+    listed = list_installed(plugins)[0]
+    assert listed.status == "unverified" and listed.reason == "unsigned"
+    # Once verification is forced, the check names it.
+    assert check_installed(plugins, policy=LAX, trust=trust)[0].ok
+    outcome = check_installed(plugins, policy=FORCED, trust=trust)[0]
+    assert not outcome.ok and outcome.name == "hello" and outcome.reason is Reason.UNSIGNED
+
+
+def test_config_error_comes_before_any_package(tmp_path: Path, plugins: Path) -> None:
+    env = {
+        "THIRD_PARTY_SIGNATURE_VERIFICATION_ENABLED": "true",
+        "THIRD_PARTY_SIGNATURE_VERIFICATION_PUBLIC_KEYS": str(tmp_path / "nope.pem"),
+    }
+    with pytest.raises(ConfigError) as e:
+        load_policy(None, env=env)
+    assert e.value.exit_code == 3 and str(tmp_path / "nope.pem") in e.value.message
+
+
+def test_third_party_key_from_policy(tmp_path: Path, plugins: Path, key: rsa.RSAPrivateKey) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    pem = tmp_path / "partner.public.pem"
+    pem.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1) + b"\n")
+    env = {
+        "THIRD_PARTY_SIGNATURE_VERIFICATION_ENABLED": "true",
+        "THIRD_PARTY_SIGNATURE_VERIFICATION_PUBLIC_KEYS": str(pem),
+    }
+    record = install_package(
+        signed(tmp_path, key), plugins_dir=plugins, policy=load_policy(None, env=env), trust=TrustSet()
+    )
+    assert record.status == "verified" and record.signer_key_name == "third-party:partner.public.pem"
+
+
+def test_key_limited_to_a_category_cannot_claim_more(tmp_path: Path, plugins: Path, key: rsa.RSAPrivateKey) -> None:
+    limited = TrustSet(
+        [trusted_key_from_public(key.public_key(), name="partner", constraints=Constraints(categories=("partner",)))]
+    )
+    with pytest.raises(VerificationError) as e:  # signed claiming "langgenius"
+        install_package(signed(tmp_path, key), plugins_dir=plugins, policy=LAX, trust=limited, allow_unverified=True)
+    assert e.value.reason is Reason.POLICY_VIOLATION and "partner" in e.value.message
+    assert only_state(plugins) == NOTHING
+
+
+# -- upgrades, downgrades, names -------------------------------------------------------------------------------------
+
+
+def test_upgrade_and_downgrade(tmp_path: Path, plugins: Path, key: rsa.RSAPrivateKey, trust: TrustSet) -> None:
+    install_package(signed(tmp_path, key, version="1.2.0"), plugins_dir=plugins, policy=FORCED, trust=trust)
+    with pytest.raises(PolicyViolationError, match="older"):
+        install_package(signed(tmp_path, key, version="1.1.9"), plugins_dir=plugins, policy=FORCED, trust=trust)
+    assert list_installed(plugins)[0].version == "1.2.0"
+    install_package(signed(tmp_path, key, version="1.10.0"), plugins_dir=plugins, policy=FORCED, trust=trust)
+    assert list_installed(plugins)[0].version == "1.10.0"
+    r = install_package(
+        signed(tmp_path, key, version="1.0.0"), plugins_dir=plugins, policy=FORCED, trust=trust, allow_downgrade=True
+    )
+    assert r.version == "1.0.0" and b"1.0.0" in (plugins / "hello" / "main.py").read_bytes()
+    assert sorted(p.name for p in plugins.iterdir()) == [".signery", "hello"]  # no leftovers of the swaps
+
+
+def test_prerelease_is_older_than_release(
+    tmp_path: Path, plugins: Path, key: rsa.RSAPrivateKey, trust: TrustSet
+) -> None:
+    install_package(signed(tmp_path, key, version="2.0.0"), plugins_dir=plugins, policy=FORCED, trust=trust)
+    with pytest.raises(PolicyViolationError):
+        install_package(signed(tmp_path, key, version="2.0.0-rc.1"), plugins_dir=plugins, policy=FORCED, trust=trust)
+
+
+def test_another_author_cannot_take_over_a_name(
+    tmp_path: Path, plugins: Path, key: rsa.RSAPrivateKey, trust: TrustSet
+) -> None:
+    install_package(signed(tmp_path, key), plugins_dir=plugins, policy=FORCED, trust=trust)
+    with pytest.raises(PolicyViolationError, match="author"):
+        install_package(
+            signed(tmp_path, key, version="9.0.0", author="mallory"), plugins_dir=plugins, policy=FORCED, trust=trust
+        )
+
+
+def test_expected_name_and_version(tmp_path: Path, plugins: Path, key: rsa.RSAPrivateKey, trust: TrustSet) -> None:
+    pkg = signed(tmp_path, key)
+    with pytest.raises(PolicyViolationError, match="not the requested"):
+        install_package(pkg, plugins_dir=plugins, policy=FORCED, trust=trust, expected_name="other")
+    with pytest.raises(PolicyViolationError, match="not the requested"):
+        install_package(pkg, plugins_dir=plugins, policy=FORCED, trust=trust, expected_version="2.0.0")
+    assert only_state(plugins) == NOTHING
+
+
+def test_foreign_directory_is_not_replaced(
+    tmp_path: Path, plugins: Path, key: rsa.RSAPrivateKey, trust: TrustSet
+) -> None:
+    (plugins / "hello").mkdir(parents=True)
+    (plugins / "hello" / "mine.txt").write_text("not from signery")
+    with pytest.raises(UsageError, match="not installed by signery"):
+        install_package(signed(tmp_path, key), plugins_dir=plugins, policy=FORCED, trust=trust)
+    assert (plugins / "hello" / "mine.txt").read_text() == "not from signery"
+
+
+@pytest.mark.parametrize("bad", ["../evil", ".hidden", "a/b", "x" * 200, ""])
+def test_unusable_plugin_names(tmp_path: Path, plugins: Path, bad: str) -> None:
+    pkg = make_dify(tmp_path / "n.difypkg", name=bad)
+    with pytest.raises(MalformedError):
+        install_package(pkg, plugins_dir=plugins, policy=LAX, trust=TrustSet(), allow_unverified=True)
+    assert only_state(plugins) == NOTHING
+
+
+# -- attacks: refused, nothing written -------------------------------------------------------------------------------
+
+
+def _zip_with(path: Path, entries: list[tuple[zipfile.ZipInfo | str, bytes]]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("manifest.yaml", "version: 1.0.0\nauthor: x\nname: evil\n")
+        for info, data in entries:
+            zf.writestr(info, data)
+    return path
+
+
+def _symlink_info(name: str) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name)
+    info.create_system = 3
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    return info
+
+
+ZIP_ATTACKS: dict[str, Callable[[Path], Path]] = {
+    "traversal": lambda p: _zip_with(p, [("../../outside.txt", b"x")]),
+    "absolute": lambda p: _zip_with(p, [("/tmp/outside.txt", b"x")]),
+    "backslash": lambda p: _zip_with(p, [("..\\outside.txt", b"x")]),
+    "symlink": lambda p: _zip_with(p, [(_symlink_info("link"), b"/etc/passwd")]),
+    "duplicate": lambda p: _zip_with(p, [("a.py", b"1"), ("a.py", b"2")]),
+    "case-duplicate": lambda p: _zip_with(p, [("A.py", b"1"), ("a.py", b"2")]),
+    "bomb": lambda p: _zip_bomb(p),
+}
+
+
+def _zip_bomb(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        zf.writestr("manifest.yaml", "version: 1.0.0\nauthor: x\nname: evil\n")
+        zf.writestr("zeros.bin", bytes(24 << 20))  # ~1000:1
+    return path
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("attack", sorted(ZIP_ATTACKS))
+def test_zip_attacks_refused_with_nothing_written(tmp_path: Path, plugins: Path, attack: str) -> None:
+    pkg = ZIP_ATTACKS[attack](tmp_path / "evil.difypkg")
+    with pytest.raises(UnsafeArchiveError) as e:
+        install_package(pkg, plugins_dir=plugins, policy=LAX, trust=TrustSet(), allow_unverified=True)
+    assert e.value.reason is Reason.UNSAFE_ARCHIVE and e.value.subject
+    assert only_state(plugins) == NOTHING
+    assert not (tmp_path / "outside.txt").exists()
+
+
+def test_zip_limits_are_enforced(tmp_path: Path, plugins: Path) -> None:
+    pkg = make_dify(tmp_path / "big.difypkg", extra=b"x" * 5000)
+    tight = HostLimits(max_total_size=4000)
+    with pytest.raises(UnsafeArchiveError):
+        install_package(pkg, plugins_dir=plugins, policy=LAX, trust=TrustSet(), allow_unverified=True, limits=tight)
+    with pytest.raises(UnsafeArchiveError):
+        install_package(
+            pkg,
+            plugins_dir=plugins,
+            policy=LAX,
+            trust=TrustSet(),
+            allow_unverified=True,
+            limits=HostLimits(max_entries=2),
+        )
+    with pytest.raises(UnsafeArchiveError, match="larger than"):
+        install_package(
+            pkg,
+            plugins_dir=plugins,
+            policy=LAX,
+            trust=TrustSet(),
+            allow_unverified=True,
+            limits=HostLimits(max_package_bytes=100),
+        )
+    assert only_state(plugins) == NOTHING
+
+
+# -- interrupted installs ---------------------------------------------------------------------------------------------
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("stage", ["staged", "verified", "extracted", "swapped", "recorded"])
+def test_interrupted_upgrade_keeps_the_old_version(
+    tmp_path: Path, plugins: Path, key: rsa.RSAPrivateKey, trust: TrustSet, stage: str
+) -> None:
+    install_package(signed(tmp_path, key, version="1.0.0"), plugins_dir=plugins, policy=FORCED, trust=trust)
+    before = only_state(plugins)
+    old_main = (plugins / "hello" / "main.py").read_bytes()
+
+    def fail_at(s: str) -> None:
+        if s == stage:
+            raise Interrupt(s)
+
+    with pytest.raises(Interrupt):
+        install_package(
+            signed(tmp_path, key, version="2.0.0"), plugins_dir=plugins, policy=FORCED, trust=trust, on_stage=fail_at
+        )
+    assert (plugins / "hello" / "main.py").read_bytes() == old_main
+    assert list_installed(plugins)[0].version == "1.0.0"
+    assert only_state(plugins) == before
+    assert all(o.ok for o in check_installed(plugins, policy=FORCED, trust=trust))
+
+
+def test_corrupt_entry_midway_keeps_the_old_version(tmp_path: Path, plugins: Path) -> None:
+    """A real failure half-way through extraction: the last entry's bytes are damaged (CRC mismatch)."""
+    install_package(
+        make_dify(tmp_path / "v1.difypkg"), plugins_dir=plugins, policy=LAX, trust=TrustSet(), allow_unverified=True
+    )
+    before = only_state(plugins)
+    pkg = make_dify(tmp_path / "v2.difypkg", version="2.0.0")
+    data = bytearray(pkg.read_bytes())
+    with zipfile.ZipFile(pkg) as zf:
+        last = zf.infolist()[-1]
+        offset = last.header_offset + 30 + len(last.filename.encode()) + 1
+    data[offset] ^= 0xFF
+    pkg.write_bytes(bytes(data))
+    with pytest.raises(VerificationError) as e:
+        install_package(pkg, plugins_dir=plugins, policy=LAX, trust=TrustSet(), allow_unverified=True)
+    assert e.value.reason is Reason.TAMPERED and e.value.subject == "tools/hello.yaml"
+    assert only_state(plugins) == before and list_installed(plugins)[0].version == "1.0.0"
+
+
+def test_unwritable_store_rolls_back_the_swapped_tree(
+    tmp_path: Path, plugins: Path, key: rsa.RSAPrivateKey, trust: TrustSet
+) -> None:
+    """A real filesystem failure after the new files are in place: the record cannot be committed."""
+    install_package(signed(tmp_path, key, version="1.0.0"), plugins_dir=plugins, policy=FORCED, trust=trust)
+    store = plugins / ".signery" / "store"
+    record = (store / "hello" / "record.json").read_bytes()
+
+    # Between the swap of the files and the commit of the record, the store stops being a directory: committing the
+    # record then fails inside the installer's own filesystem calls, which must put the old files back.
+    def sabotage(stage: str) -> None:
+        if stage == "swapped":
+            store.rename(store.with_name("store-saved"))
+            store.write_text("in the way")
+
+    with pytest.raises(OSError):
+        install_package(
+            signed(tmp_path, key, version="2.0.0"), plugins_dir=plugins, policy=FORCED, trust=trust, on_stage=sabotage
+        )
+    assert b"1.0.0" in (plugins / "hello" / "main.py").read_bytes()
+    store.unlink()
+    store.with_name("store-saved").rename(store)
+    assert (store / "hello" / "record.json").read_bytes() == record
+    assert not [p for p in plugins.iterdir() if p.name.startswith(".hello")]
+
+
+# -- check and remove -------------------------------------------------------------------------------------------------
+
+
+def test_check_detects_tampering_and_trust_changes(
+    tmp_path: Path, plugins: Path, key: rsa.RSAPrivateKey, trust: TrustSet
+) -> None:
+    install_package(signed(tmp_path, key), plugins_dir=plugins, policy=FORCED, trust=trust)
+    assert check_installed(plugins, policy=FORCED, trust=trust)[0].ok
+    out = check_installed(plugins, policy=LAX, trust=TrustSet())[0]  # key no longer trusted
+    assert not out.ok and out.reason is Reason.UNKNOWN_KEY
+    revoked = TrustSet([replace(next(iter(trust)), revoked=True)])
+    assert check_installed(plugins, policy=LAX, trust=revoked)[0].reason is Reason.REVOKED_KEY
+    (plugins / "hello" / "main.py").write_text("print('pwned')\n")
+    out = check_installed(plugins, policy=FORCED, trust=trust)[0]
+    assert not out.ok and out.reason is Reason.TAMPERED and out.subject and out.subject.endswith("main.py")
+
+
+def test_check_detects_added_files_and_a_changed_kept_package(
+    tmp_path: Path, plugins: Path, key: rsa.RSAPrivateKey, trust: TrustSet
+) -> None:
+    install_package(signed(tmp_path, key), plugins_dir=plugins, policy=FORCED, trust=trust)
+    (plugins / "hello" / "extra.py").write_text("import os\n")
+    assert check_installed(plugins, policy=FORCED, trust=trust)[0].subject.endswith("extra.py")  # type: ignore[union-attr]
+    (plugins / "hello" / "extra.py").unlink()
+    kept = next((plugins / ".signery" / "store" / "hello").glob("*.difypkg"))
+    kept.write_bytes(kept.read_bytes() + b"x")
+    out = check_installed(plugins, policy=FORCED, trust=trust)[0]
+    assert out.reason is Reason.TAMPERED and out.subject == str(kept)
+
+
+def test_remove(tmp_path: Path, plugins: Path, key: rsa.RSAPrivateKey, trust: TrustSet) -> None:
+    install_package(signed(tmp_path, key), plugins_dir=plugins, policy=FORCED, trust=trust)
+    assert remove_plugin(plugins, "hello").version == "1.0.0"
+    assert list_installed(plugins) == [] and not (plugins / "hello").exists()
+    with pytest.raises(UsageError, match="not installed"):
+        remove_plugin(plugins, "hello")
+    with pytest.raises(MalformedError):
+        remove_plugin(plugins, "../etc")
+
+
+# -- Mattermost bundles: .tar.gz + .sig -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pgp_key() -> ed25519.Ed25519PrivateKey:
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+@pytest.fixture()
+def pgp_trust(pgp_key: ed25519.Ed25519PrivateKey, tmp_path: Path) -> TrustSet:
+    cert = openpgp.certificate_from_private_key(pgp_key, uid="Mattermost Dev <dev@example.org>", created=CREATED)
+    path = tmp_path / "dev.asc"
+    path.write_text(cert)
+    return TrustSet([load_trusted_key_file(path, name="mm-dev").key])
+
+
+def make_bundle(
+    path: Path,
+    *,
+    plugin_id: str = "com.example.demo",
+    version: str = "0.1.0",
+    extra: list[tarfile.TarInfo] | None = None,
+) -> Path:
+    with tarfile.open(path, "w:gz") as tf:
+
+        def add(name: str, data: bytes, mode: int = 0o644) -> None:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            tf.addfile(info, io.BytesIO(data))
+
+        d = tarfile.TarInfo(plugin_id)
+        d.type, d.mode = tarfile.DIRTYPE, 0o755
+        tf.addfile(d)
+        add(f"{plugin_id}/plugin.json", json.dumps({"id": plugin_id, "version": version}).encode())
+        add(f"{plugin_id}/server/dist/plugin-linux-amd64", b"\x7fELF" + version.encode(), 0o755)
+        for info in extra or []:
+            tf.addfile(info, io.BytesIO(b"x" * info.size) if info.isreg() else None)
+    return path
+
+
+def test_signed_bundle_installs(
+    tmp_path: Path, plugins: Path, pgp_key: ed25519.Ed25519PrivateKey, pgp_trust: TrustSet
+) -> None:
+    bundle = make_bundle(tmp_path / "demo-0.1.0.tar.gz")
+    pgp_format.sign(bundle, openpgp.signer_from_private_key(pgp_key, created=CREATED))  # demo-0.1.0.tar.gz.sig beside
+    record = install_package(bundle, plugins_dir=plugins, policy=FORCED, trust=pgp_trust)
+    assert record.status == "verified" and record.kind == "mattermost" and record.signer_key_name == "mm-dev"
+    exe = plugins / "com.example.demo" / "server" / "dist" / "plugin-linux-amd64"
+    assert exe.read_bytes() == b"\x7fELF0.1.0" and exe.stat().st_mode & 0o111
+    assert (plugins / "com.example.demo" / "plugin.json").is_file()
+    assert all(o.ok for o in check_installed(plugins, policy=FORCED, trust=pgp_trust))
+
+
+def test_unsigned_bundle_refused_naming_require_plugin_signature(tmp_path: Path, plugins: Path) -> None:
+    bundle = make_bundle(tmp_path / "demo.tar.gz")
+    strict = load_policy(None, env={"REQUIRE_PLUGIN_SIGNATURE": "true", "FORCE_VERIFYING_SIGNATURE": "false"})
+    with pytest.raises(VerificationError) as e:
+        install_package(bundle, plugins_dir=plugins, policy=strict, trust=TrustSet(), allow_unverified=True)
+    assert e.value.reason is Reason.UNSIGNED and "REQUIRE_PLUGIN_SIGNATURE" in e.value.message
+    lax = load_policy(None, env={"REQUIRE_PLUGIN_SIGNATURE": "false"})
+    record = install_package(bundle, plugins_dir=plugins, policy=lax, trust=TrustSet(), allow_unverified=True)
+    assert record.status == "unverified" and record.reason == "unsigned"
+
+
+def _member(name: str, kind: bytes = tarfile.REGTYPE, size: int = 1, linkname: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.size, info.linkname = kind, (size if kind == tarfile.REGTYPE else 0), linkname
+    return info
+
+
+TAR_ATTACKS: dict[str, list[tarfile.TarInfo]] = {
+    "traversal": [_member("com.example.demo/../../outside.txt")],
+    "absolute": [_member("/tmp/outside.txt")],
+    "symlink": [_member("com.example.demo/link", tarfile.SYMTYPE, linkname="/etc/passwd")],
+    "hardlink": [_member("com.example.demo/hard", tarfile.LNKTYPE, linkname="com.example.demo/plugin.json")],
+    "fifo": [_member("com.example.demo/fifo", tarfile.FIFOTYPE)],
+    "device": [_member("com.example.demo/dev", tarfile.CHRTYPE)],
+    "duplicate": [_member("com.example.demo/plugin.json")],
+    "case-duplicate": [_member("com.example.demo/PLUGIN.json")],
+    "file-under-file": [_member("com.example.demo/plugin.json/x")],
+}
+
+
+@pytest.mark.parametrize("attack", sorted(TAR_ATTACKS))
+def test_tar_attacks_refused_with_nothing_written(tmp_path: Path, plugins: Path, attack: str) -> None:
+    bundle = make_bundle(tmp_path / "evil.tar.gz", extra=TAR_ATTACKS[attack])
+    with pytest.raises(UnsafeArchiveError) as e:
+        install_package(bundle, plugins_dir=plugins, policy=LAX, trust=TrustSet(), allow_unverified=True)
+    assert e.value.subject
+    assert only_state(plugins) == NOTHING
+    assert not (tmp_path / "outside.txt").exists()
+
+
+def test_tar_bomb_and_count_limits(tmp_path: Path, plugins: Path) -> None:
+    bundle = make_bundle(tmp_path / "bomb.tar.gz", extra=[_member("com.example.demo/zeros", size=3 << 20)])
+    with pytest.raises(UnsafeArchiveError, match="expand"):
+        install_package(
+            bundle,
+            plugins_dir=plugins,
+            policy=LAX,
+            trust=TrustSet(),
+            allow_unverified=True,
+            limits=HostLimits(max_total_size=1 << 20),
+        )
+    many = make_bundle(tmp_path / "many.tar.gz", extra=[_member(f"com.example.demo/f{i}") for i in range(20)])
+    with pytest.raises(UnsafeArchiveError, match="more than"):
+        install_package(
+            many,
+            plugins_dir=plugins,
+            policy=LAX,
+            trust=TrustSet(),
+            allow_unverified=True,
+            limits=HostLimits(max_entries=10),
+        )
+    assert only_state(plugins) == NOTHING
+
+
+def test_not_a_package(tmp_path: Path, plugins: Path) -> None:
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"hello")
+    with pytest.raises(MalformedError):
+        install_package(junk, plugins_dir=plugins, policy=LAX, trust=TrustSet(), allow_unverified=True)
+    gz = tmp_path / "broken.tar.gz"
+    gz.write_bytes(b"\x1f\x8b\x08\x00garbage")
+    with pytest.raises(MalformedError):
+        install_package(gz, plugins_dir=plugins, policy=LAX, trust=TrustSet(), allow_unverified=True)
+    assert only_state(plugins) == NOTHING
