@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "mirror": "signery.cli.mirror:mirror",
     "ocm": "signery.cli.ocm:ocm",
     "ca": "signery.cli.ca:ca",
+    "install": "signery.cli.install:install",
+    "plugins": "signery.cli.plugins:plugins",
 }
 
 

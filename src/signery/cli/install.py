@@ -1,0 +1,159 @@
+"""``signery install``: verify a plugin under the host policy and install it atomically.
+
+The policy comes from ``--policy FILE`` (default ``$SIGNERY_HOME/policy.toml``) and the environment
+(``FORCE_VERIFYING_SIGNATURE``, ``THIRD_PARTY_SIGNATURE_VERIFICATION_*``, ``REQUIRE_PLUGIN_SIGNATURE``), which wins.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import UsageError
+from ._common import emit_json, handle_errors, json_option, signery_home, trust_store_dir
+
+_PLUGINS_DIR = click.option(
+    "--plugins-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory holding the installed plugins.",
+)
+_POLICY = click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Policy file (TOML). Default: $SIGNERY_HOME/policy.toml; environment variables override it.",
+)
+_TRUST_STORE = click.option(
+    "--trust-store", type=click.Path(file_okay=False, path_type=Path), help="Trust store directory."
+)
+
+
+def load_host_policy(policy_file: Path | None) -> Any:
+    """The policy from the file and this process's environment (the library never reads os.environ itself)."""
+    from ..policy import ENV_VARS, load_policy
+
+    env = {k: os.environ[k] for k in ENV_VARS if k in os.environ}
+    path = policy_file if policy_file is not None else signery_home() / "policy.toml"
+    return load_policy(path, env=env, required=policy_file is not None)
+
+
+def load_host_trust(trust_store: Path | None) -> Any:
+    from ..trust import TrustStore
+
+    return TrustStore(trust_store_dir(trust_store)).load()
+
+
+def _split_spec(spec: str) -> tuple[str, str | None]:
+    name, _, version = spec.partition("@")
+    if not name:
+        raise UsageError(f"{spec!r} names no package; use NAME or NAME@VERSION", subject=spec)
+    return name, version or None
+
+
+def describe(record: Any) -> str:
+    who = f"{record.signer_key_name} ({(record.signer_key_id or '')[:16]})" if record.signer_key_id else ""
+    if record.status == "verified":
+        return f"installed {record.name} {record.version}: verified, signed by {who}"
+    return f"installed {record.name} {record.version}: UNVERIFIED ({record.reason}): {record.message}"
+
+
+@click.command()
+@click.argument("package")
+@_PLUGINS_DIR
+@click.option("--allow-unverified", is_flag=True, help="Accept an unverified install if the policy permits it.")
+@click.option("--allow-downgrade", is_flag=True, help="Install a version lower than the one installed.")
+@_POLICY
+@_TRUST_STORE
+@click.option("--registry", metavar="URL", help="Fetch NAME[@VERSION] from this registry (never trusted).")
+@click.option(
+    "--from",
+    "bundle",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Take NAME[@VERSION] from a mirror bundle (air-gapped).",
+)
+@click.option(
+    "--signature",
+    "-s",
+    "signatures",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Detached signature (repeatable). Default for .tar.gz: PACKAGE.sig or PACKAGE.asc beside it.",
+)
+@json_option
+@handle_errors
+def install(
+    package: str,
+    plugins_dir: Path,
+    allow_unverified: bool,
+    allow_downgrade: bool,
+    policy_file: Path | None,
+    trust_store: Path | None,
+    registry: str | None,
+    bundle: Path | None,
+    signatures: tuple[Path, ...],
+    as_json: bool,
+) -> None:
+    """Install PACKAGE (a file) or NAME[@VERSION] (with --registry or --from) into --plugins-dir.
+
+    \b
+    Examples:
+      signery install hello.signed.difypkg --plugins-dir plugins
+      signery install demo-0.1.0.tar.gz --plugins-dir plugins          # demo-0.1.0.tar.gz.sig beside it
+      signery install hello@1.2.0 --registry http://127.0.0.1:8080 --plugins-dir plugins
+      FORCE_VERIFYING_SIGNATURE=false signery install x.difypkg --plugins-dir plugins --allow-unverified
+
+    Exit codes: 0 installed, 1 refused (the reason and the file or key at fault are printed),
+    2 bad input, 3 configuration error (e.g. a key file listed in the policy cannot be read).
+    """
+    from ..host import install_package
+
+    if registry and bundle:
+        raise UsageError("give --registry or --from, not both")
+    policy = load_host_policy(policy_file)  # a broken key configuration stops here, before any package is judged
+    trust = load_host_trust(trust_store)
+    options: dict[str, Any] = {
+        "plugins_dir": plugins_dir,
+        "policy": policy,
+        "trust": trust,
+        "allow_unverified": allow_unverified,
+        "allow_downgrade": allow_downgrade,
+    }
+    if registry or bundle:
+        name, version = _split_spec(package)
+        with tempfile.TemporaryDirectory(prefix="signery-fetch-") as tmp:
+            if registry:
+                from ..registry.client import fetch_package
+
+                fetched = fetch_package(registry, name, version, Path(tmp))
+                source = f"{registry.rstrip('/')}/{fetched.name}@{fetched.version}"
+            else:
+                from ..registry.mirror import open_bundle
+
+                assert bundle is not None
+                fetched = open_bundle(bundle, name, version, Path(tmp))
+                source = f"{bundle}:{fetched.name}@{fetched.version}"
+            record = install_package(
+                fetched.path,
+                signatures=[*fetched.signatures, *signatures],
+                expected_version=fetched.version,
+                source=source,
+                **options,
+            )
+    else:
+        path = Path(package)
+        if not path.is_file():
+            raise UsageError(
+                f"{package} is not a file",
+                subject=package,
+                hint="to install by name, add --registry URL or --from BUNDLE",
+            )
+        record = install_package(path, signatures=list(signatures), **options)
+    if as_json:
+        emit_json({"ok": True, "record": record.to_dict(with_files=False)})
+    else:
+        click.echo(describe(record))
