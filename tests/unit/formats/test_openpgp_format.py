@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from signery import openpgp
-from signery.errors import MalformedError, Reason, UsageError
+from signery.errors import MalformedError, Reason, SigneryError, UsageError
 from signery.formats import openpgp as fmt
 from signery.trust import Constraints, TrustedKey, TrustSet, load_trusted_key_file
 
@@ -321,3 +323,27 @@ def test_signing_subkey_states(pkg: Path, tmp_path: Path, kwargs: dict[str, obje
     # the certify-only primary may not sign data itself
     fmt.sign(pkg, openpgp.signer_from_private_key(primary, created=CREATED))
     assert fmt.verify(pkg, trust=trust).reason is Reason.BAD_SIGNATURE
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_mutated_signature_files_never_verify_or_crash(
+    pkg: Path, alice: openpgp.OpenPGPSigner, trust: TrustSet, tmp_path: Path, data: st.DataObject
+) -> None:
+    good = tmp_path / "good.sig"
+    if not good.exists():
+        fmt.sign(pkg, alice, output=good)
+    raw = bytearray(good.read_bytes())
+    i = data.draw(st.integers(0, len(raw) - 1))
+    raw[i] ^= data.draw(st.integers(1, 255))
+    bad = tmp_path / "bad.sig"
+    bad.write_bytes(bytes(raw[: data.draw(st.integers(1, len(raw)))]))
+    try:
+        result = fmt.verify(pkg, trust=trust, signature=bad)
+    except SigneryError:
+        return
+    # flipping a byte in the unhashed area (issuer key id hint) may leave a valid signature; nothing else may
+    if result.verified:
+        parsed = openpgp.parse_signature(good.read_bytes()[2:], source="good")
+        unhashed_start = 2 + len(parsed.hashed_prefix)
+        assert unhashed_start <= i < unhashed_start + 2 + 10, i
