@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from signery import openpgp
 from signery.errors import (
@@ -552,3 +554,30 @@ def test_not_a_package(tmp_path: Path, plugins: Path) -> None:
     with pytest.raises(MalformedError):
         install_package(gz, plugins_dir=plugins, policy=LAX, trust=TrustSet(), allow_unverified=True)
     assert only_state(plugins) == NOTHING
+
+
+# -- property: whatever the member names, nothing lands outside the plugin's directory ------------------------------
+
+_NAME_PART = st.sampled_from(["..", ".", "", "a", "b.py", "/", "\\", "..\\x", "~", "C:", "é", "A", "\x00", " "])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.lists(st.lists(_NAME_PART, min_size=1, max_size=4).map("/".join), min_size=1, max_size=4))
+def test_hostile_member_names_never_escape(tmp_path_factory: pytest.TempPathFactory, names: list[str]) -> None:
+    root = tmp_path_factory.mktemp("prop")
+    plugins = root / "plugins"
+    extra = []
+    for n in names:
+        info = tarfile.TarInfo("com.example.demo/" + n if not n.startswith("/") else n)
+        info.size = 1
+        extra.append(info)
+    bundle = make_bundle(root / "b.tar.gz", extra=extra)
+    try:
+        install_package(bundle, plugins_dir=plugins, policy=LAX, trust=TrustSet(), allow_unverified=True)
+    except (UnsafeArchiveError, MalformedError):
+        assert only_state(plugins) == NOTHING
+    outside = [p for p in root.rglob("*") if not p.is_relative_to(plugins) and p.name not in ("b.tar.gz",)]
+    assert outside == []
+    for p in plugins.rglob("*"):
+        assert not p.is_symlink()
+        assert p.resolve().is_relative_to(plugins.resolve())
