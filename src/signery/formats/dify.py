@@ -300,7 +300,8 @@ def verify(
 
     ``signature`` is ignored: Dify signatures are embedded in the package, never detached. The result has one
     :class:`SignatureCheck` (a package carries one Dify signature) whose ``claims`` hold the category, the plugin's
-    ``author/name`` and version, and ``candidates``: each trusted RSA key tried and what it said.
+    ``author/name`` and version, and, when the check fails, ``candidates``: each trusted RSA key tried and what it
+    said.
     """
     subject = Path(subject)
     when = now or datetime.now(UTC)
@@ -384,7 +385,8 @@ def verify(
         detail=check.detail,
         subject=check.subject,
         signed_at=check.signed_at,
-        claims={**claims, "candidates": candidates},
+        # Which keys were tried matters when nothing verified; on success it would only add noise.
+        claims={**claims, "candidates": candidates} if check.reason is not None else claims,
     )
     return VerificationResult(where, (check,), threshold=threshold)
 
