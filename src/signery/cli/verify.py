@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..errors import UsageError
+from ..errors import UsageError, VerificationError
 from ..result import SignatureCheck, VerificationResult
 from ..trust import TrustSet
 from ._common import EXIT_OK, EXIT_REFUSED, Progress, emit_json, handle_errors, json_option, trust_store_dir
@@ -105,9 +105,27 @@ def verify(
       signery verify langgenius-agent.difypkg --format dify  # Dify marketplace key built in
     Exit codes: 0 verified, 1 refused, 2 unusable input, 3 environment error.
     """
+    trust = load_trust(keys, trust_store, fmt=fmt)
+    try:
+        result = _verify(subject, trust, fmt, signature, threshold, quiet)
+    except VerificationError as err:  # refused before any signature could be judged (unsafe or corrupt archive)
+        if not as_json:
+            raise
+        doc = {"verified": False, "reason": err.reason.value, "message": err.message, "subject": err.subject}
+        emit_json({**doc, "signatures": []})
+        raise SystemExit(EXIT_REFUSED) from None
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        render(result)
+    raise SystemExit(EXIT_OK if result.verified else EXIT_REFUSED)
+
+
+def _verify(
+    subject: Path, trust: TrustSet, fmt: str | None, signature: Path | None, threshold: int, quiet: bool
+) -> VerificationResult:
     from ..formats import get_format, verify_detected
 
-    trust = load_trust(keys, trust_store, fmt=fmt)
     if fmt == "native":
         bar = Progress(subject.stat().st_size if subject.is_file() else 0, f"verifying {subject.name}", quiet=quiet)
         try:
@@ -120,11 +138,8 @@ def verify(
         result = get_format(fmt).verify(subject, trust=trust, signature=signature, threshold=threshold)
     else:
         result = verify_detected(subject, trust=trust, signature=signature, threshold=threshold)
-    if as_json:
-        emit_json(result.to_dict())
-    else:
-        render(result)
-    raise SystemExit(EXIT_OK if result.verified else EXIT_REFUSED)
+    assert isinstance(result, VerificationResult)
+    return result
 
 
 @click.command()
