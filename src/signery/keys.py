@@ -213,7 +213,8 @@ def generate_private_key(algorithm: str = "ed25519") -> PrivateKey:
     raise UsageError(f"unknown key algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}", subject=algorithm)
 
 
-def _read_key_file(path: Path) -> bytes:
+def read_key_file(path: Path) -> bytes:
+    """A key file's bytes, bounded (a key is a few KiB); missing or unreadable files are usage errors."""
     try:
         with Path(path).open("rb") as fh:
             data = fh.read(MAX_KEY_FILE_BYTES + 1)
@@ -274,12 +275,12 @@ def load_public_key(data: bytes, *, source: str = "public key") -> PublicKey:
 
 
 def load_private_key_file(path: Path, *, passphrase: bytes | None = None) -> PrivateKey:
-    return load_private_key(_read_key_file(path), passphrase=passphrase, source=str(path))
+    return load_private_key(read_key_file(path), passphrase=passphrase, source=str(path))
 
 
 def load_public_key_file(path: Path) -> PublicKey:
     """Load a public key file; a private key file is accepted too and only its public half is kept."""
-    data = _read_key_file(path)
+    data = read_key_file(path)
     if b"PRIVATE KEY" in data:
         raise MalformedError(f"{path} holds a private key; give the public key", subject=str(path))
     return load_public_key(data, source=str(path))

@@ -55,13 +55,9 @@ def load_signer(key: str | None, *, fmt: str, passphrase_env: str | None, server
     passphrase = passphrase_from_env(passphrase_env)
     if fmt == "openpgp":
         from .. import openpgp
+        from ..keys import read_key_file
 
-        path = Path(key)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise UsageError(f"cannot read key {key}: {exc.strerror}", subject=key) from None
-        return openpgp.load_signer(data, passphrase=passphrase, source=key)
+        return openpgp.load_signer(read_key_file(Path(key)), passphrase=passphrase, source=key)
     from ..keys import FileSigner, load_private_key_file
 
     return FileSigner(load_private_key_file(Path(key), passphrase=passphrase), name=key)

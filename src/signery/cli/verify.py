@@ -42,7 +42,8 @@ def _line(check: SignatureCheck) -> str:
     who = check.key_name or "?"
     kid = (check.key_id or "-")[:16]
     when = check.signed_at.strftime("%Y-%m-%d %H:%M:%SZ") if check.signed_at else "-"
-    claims = " ".join(f"{k}={v}" for k, v in sorted(check.claims.items()))
+    # Dify reports the keys it tried as "candidates"; that list is for --json, not for a one-line summary.
+    claims = " ".join(f"{k}={v}" for k, v in sorted(check.claims.items()) if k != "candidates")
     text = f"{mark} {check.status:<16} {check.format:<8} {who} ({kid})  {when}"
     if claims:
         text += f"  {claims}"

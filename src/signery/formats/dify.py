@@ -37,7 +37,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -180,6 +179,8 @@ def read_manifest(archive: ZipArchive) -> PluginManifest | None:
     entry = archive.get("manifest.yaml")
     if entry is None:
         return None
+    import yaml  # ~50 ms to import; only needed once a manifest is actually read
+
     try:
         doc = yaml.safe_load(archive.read(entry, max_size=MAX_MANIFEST_BYTES))
     except yaml.YAMLError:
