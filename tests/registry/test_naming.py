@@ -41,3 +41,14 @@ def test_good_names() -> None:
     assert check_name("com.mattermost.demo-plugin") == "com.mattermost.demo-plugin"
     assert check_filename("nginx-1.2.0.zip") == "nginx-1.2.0.zip"
     assert check_signature_filename("nginx-1.2.0.zip.signery.json")
+
+
+def test_head_revision_constant_matches_the_migrations() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from signery.registry.db import HEAD_REVISION
+
+    cfg = Config()
+    cfg.set_main_option("script_location", "signery.registry:migrations")
+    assert ScriptDirectory.from_config(cfg).get_current_head() == HEAD_REVISION

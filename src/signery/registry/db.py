@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import ConfigError, EnvironmentFailure
 from .settings import RegistrySettings
 
+HEAD_REVISION = "0001"  # newest migration in migrations/versions; a test keeps the two in step
 SQLITE_BUSY_TIMEOUT_MS = 10_000  # writers queue behind each other instead of failing with "database is locked"
 
 
@@ -39,8 +40,23 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def current_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except SQLAlchemyError as exc:
+        raise EnvironmentFailure(f"database unavailable: {exc.__class__.__name__}: {exc}", subject="database") from exc
+
+
 def migrate(engine: Engine) -> None:
-    """Apply the migrations shipped in :mod:`signery.registry.migrations`."""
+    """Apply the migrations shipped in :mod:`signery.registry.migrations`.
+
+    A database already at :data:`HEAD_REVISION` is left alone without loading Alembic (it costs a server ~10 MB).
+    """
+    if current_revision(engine) == HEAD_REVISION:
+        return
     from alembic import command
     from alembic.config import Config
 

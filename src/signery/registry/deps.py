@@ -11,7 +11,7 @@ from .store import RegistryStore
 from .tokens import Publisher
 
 
-def get_store(request: Request) -> RegistryStore:
+async def get_store(request: Request) -> RegistryStore:  # async: a sync dependency would cost a thread hop
     store: RegistryStore = request.app.state.store
     return store
 
