@@ -7,15 +7,18 @@ each module call :func:`assert_no_private_material` against the private keys dec
 from __future__ import annotations
 
 import base64
+import importlib.util
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -23,6 +26,20 @@ from signery.service import MasterKey, Settings, create_app
 from signery.service.apikeys import create_api_key, first_admin_key
 from signery.service.envelope import SealedKey, open_private_key
 from signery.service.storage import Database, KeyVersionRow
+
+
+def _root_conftest() -> ModuleType:
+    # This directory's conftest shadows the suite's under the module name "conftest"; load that one by path so
+    # `from conftest import require_tool` keeps meaning the suite's single definition.
+    path = Path(__file__).resolve().parent.parent / "conftest.py"
+    spec = importlib.util.spec_from_file_location("signery_suite_conftest", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+require_tool = _root_conftest().require_tool
 
 RESPONSES: list[bytes] = []  # every response body seen by any TestClient in this session
 
@@ -34,6 +51,7 @@ class Service:
     db: Database
     admin: str
     client: TestClient
+    app: FastAPI
 
     def token(self, name: str, *scopes: str) -> str:
         with self.db.session() as s:
@@ -58,7 +76,7 @@ def make_service(url: str, master: MasterKey, **settings: object) -> Service:
     app = create_app(Settings(database_url=url, master_key=master, **settings))  # type: ignore[arg-type]
     client = TestClient(app)
     client.event_hooks = {"request": [], "response": [_record]}
-    return Service(url=url, master=master, db=db, admin=admin, client=client)
+    return Service(url=url, master=master, db=db, admin=admin, client=client, app=app)
 
 
 @pytest.fixture()

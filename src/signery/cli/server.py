@@ -121,13 +121,13 @@ def server(
     """
     if ctx.invoked_subcommand is not None:
         return
+    url = _database_url(database_url)
+    master = _load_master(master_key_file)
     import uvicorn
 
     from ..service import Settings, create_app
     from ..service.storage import Database
 
-    url = _database_url(database_url)
-    master = _load_master(master_key_file)
     Settings(database_url=url, master_key=master, rate_per_second=rate_limit, burst=burst)  # validate first
     db = Database(url)
     db.check_schema()
