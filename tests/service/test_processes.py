@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from signery.service.audit import verify_chain
 from signery.service.envelope import SealedKey, open_private_key
+from signery.service.keystore import KEY_CACHE_SECONDS
 from signery.service.settings import MasterKey
 from signery.service.storage import AuditRow, Database, KeyRow, KeyVersionRow
 
@@ -51,8 +52,9 @@ def test_two_processes_one_postgres_one_chain(tmp_path: Path, postgres_url: str)
         for t in threads:
             t.join()
         assert errors == []
-        # a key rotated through one is used at its new version through the other
+        # a key rotated through one is used at its new version through the other (once its cache ages out)
         httpx.post(f"{a.url}/v1/keys/shared/rotate", headers=h)
+        time.sleep(KEY_CACHE_SECONDS + 0.2)
         assert httpx.post(f"{b.url}/v1/keys/shared/sign", json={"message": b64(b"y")}, headers=h).json()["version"] == 2
     db = Database(postgres_url)
     report = verify_chain(db)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
+from .audit import AuditWriter
 from .deps import ServiceState
 from .errors import install_handlers
 from .keystore import KeyStore
@@ -86,6 +87,7 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
     )
     app.state.service = ServiceState(
         db=db,
+        audit=AuditWriter(db),
         keystore=KeyStore(settings.master_key),
         limiter=RateLimiter(rate=settings.rate_per_second, burst=settings.burst),
         auth_cache={},

@@ -8,20 +8,25 @@ one database still write one chain, and work whose audit row cannot be written i
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-from dataclasses import dataclass
+import queue
+import threading
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from ..errors import EnvironmentFailure, Reason, TamperedError
+from ..errors import EnvironmentFailure, Reason, SigneryError, TamperedError
 from .storage import AuditHeadRow, AuditRow, Database
 
 GENESIS = "0" * 64
 MAX_DETAIL_CHARS = 500  # details are for people; an attacker-chosen string must not bloat the log
 VERIFY_BATCH = 5_000  # rows fetched at a time while checking the chain
+MAX_AUDIT_BATCH = 1_000  # rows per group commit; bounds one transaction
+AUDIT_WRITE_TIMEOUT = 30.0  # seconds a request waits for its audit row before it fails
 
 
 def utc_now() -> str:
@@ -58,10 +63,14 @@ def row_hash(*, seq: int, time: str, event: AuditEvent, prev_hash: str) -> str:
 
 def append(session: Session, events: list[AuditEvent]) -> int:
     """Append ``events`` to the chain inside ``session``'s transaction; returns the last sequence number."""
-    head = session.execute(select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update()).scalar_one_or_none()
+    head = session.execute(
+        select(AuditHeadRow.seq, AuditHeadRow.hash).where(AuditHeadRow.id == 1).with_for_update()
+    ).one_or_none()
     if head is None:
         raise EnvironmentFailure("the audit chain head is missing; the database was not initialised")
     seq, prev = head.seq, head.hash
+    rows: list[dict[str, object]] = []
+    time = utc_now()
     for raw in events:
         event = AuditEvent(
             caller=raw.caller[:64],
@@ -73,27 +82,121 @@ def append(session: Session, events: list[AuditEvent]) -> int:
             detail=raw.detail[:MAX_DETAIL_CHARS] if raw.detail else raw.detail,
         )
         seq += 1
-        time = utc_now()
         digest = row_hash(seq=seq, time=time, event=event, prev_hash=prev)
-        session.add(
-            AuditRow(
-                seq=seq,
-                time=time,
-                caller=event.caller,
-                action=event.action,
-                key_name=event.key_name,
-                key_version=event.key_version,
-                digest=event.digest,
-                result=event.result,
-                detail=event.detail,
-                prev_hash=prev,
-                hash=digest,
-            )
+        rows.append(
+            {
+                "seq": seq,
+                "time": time,
+                "caller": event.caller,
+                "action": event.action,
+                "key_name": event.key_name,
+                "key_version": event.key_version,
+                "digest": event.digest,
+                "result": event.result,
+                "detail": event.detail,
+                "prev_hash": prev,
+                "hash": digest,
+            }
         )
         prev = digest
-    head.seq, head.hash = seq, prev
-    session.flush()
-    return seq
+    if rows:
+        session.execute(insert(AuditRow), rows)
+        session.execute(update(AuditHeadRow).where(AuditHeadRow.id == 1).values(seq=seq, hash=prev))
+    return int(seq)
+
+
+@dataclass
+class _Pending:
+    events: list[AuditEvent]
+    done: threading.Event = field(default_factory=threading.Event)
+    error: SigneryError | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    future: asyncio.Future[None] | None = None
+
+    def finish(self, error: SigneryError | None) -> None:
+        self.error = error
+        self.done.set()
+        if self.loop is not None and self.future is not None:
+            self.loop.call_soon_threadsafe(_settle, self.future, error)
+
+
+def _settle(future: asyncio.Future[None], error: SigneryError | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
+
+class AuditWriter:
+    """Group commit: concurrent requests' audit rows are appended in one transaction, and each request waits for it.
+
+    A signature is returned only after its audit row is committed (or the request fails with 503). Batching keeps
+    the lock on the chain head to one short transaction per batch instead of one per signature, which is what lets
+    several workers and processes share one chain at thousands of signatures a second.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def append(self, events: list[AuditEvent]) -> None:
+        """Append ``events`` durably; raises ``EnvironmentFailure`` if they could not be written."""
+        if not events:
+            return
+        pending = _Pending(events)
+        self._start()
+        self._queue.put(pending)
+        if not pending.done.wait(AUDIT_WRITE_TIMEOUT):
+            raise EnvironmentFailure("the audit log could not be written in time; the request was not completed")
+        if pending.error is not None:
+            raise pending.error
+
+    async def append_async(self, events: list[AuditEvent]) -> None:
+        """:meth:`append` for the event loop: waits without holding a thread."""
+        if not events:
+            return
+        loop = asyncio.get_running_loop()
+        pending = _Pending(events, loop=loop, future=loop.create_future())
+        self._start()
+        self._queue.put(pending)
+        assert pending.future is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(pending.future), AUDIT_WRITE_TIMEOUT)
+        except TimeoutError:
+            raise EnvironmentFailure(
+                "the audit log could not be written in time; the request was not completed"
+            ) from None
+
+    def _start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="signery-audit-writer", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < MAX_AUDIT_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            error: SigneryError | None = None
+            try:
+                with self._db.session() as session:
+                    append(session, [e for p in batch for e in p.events])
+            except SigneryError as exc:
+                error = exc
+            except Exception as exc:  # the writer thread must survive anything, and report it to the waiters
+                error = EnvironmentFailure(f"the audit log could not be written: {type(exc).__name__}")
+            for p in batch:
+                p.finish(error)
 
 
 def record(db: Database, event: AuditEvent) -> None:

@@ -10,8 +10,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
+from starlette.concurrency import run_in_threadpool
 
 from .apikeys import Caller, authenticate
+from .audit import AuditWriter
 from .errors import DeniedError, RateLimitedError
 from .keystore import KeyStore
 from .ratelimit import RateLimiter
@@ -26,6 +28,7 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="a
 @dataclass
 class ServiceState:
     db: Database
+    audit: AuditWriter
     keystore: KeyStore
     limiter: RateLimiter
     auth_cache: dict[str, tuple[Caller, float]]
@@ -36,7 +39,7 @@ class ServiceState:
             self.auth_cache.clear()
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
     state = request.app.state.service
     assert isinstance(state, ServiceState)
     return state
@@ -49,7 +52,7 @@ def _action(request: Request) -> str:
     return f"{request.method} {request.url.path}"[:64]
 
 
-def get_caller(request: Request, state: State, token: Annotated[str | None, Depends(api_key_header)]) -> Caller:
+async def get_caller(request: Request, state: State, token: Annotated[str | None, Depends(api_key_header)]) -> Caller:
     """The caller behind ``X-API-Key``; 401 without a valid one, 429 when over its rate."""
     if not token:
         _limit(state, f"anon:{request.client.host if request.client else '-'}")
@@ -60,8 +63,7 @@ def get_caller(request: Request, state: State, token: Annotated[str | None, Depe
         hit = state.auth_cache.get(cache_key)
     caller = hit[0] if hit is not None and now - hit[1] < AUTH_CACHE_SECONDS else None
     if caller is None:
-        with state.db.session() as session:
-            caller = authenticate(session, token)
+        caller = await run_in_threadpool(_lookup, state, token)
         if caller is None:
             _limit(state, f"anon:{request.client.host if request.client else '-'}")
             raise DeniedError(
@@ -76,6 +78,11 @@ def get_caller(request: Request, state: State, token: Annotated[str | None, Depe
             state.auth_cache[cache_key] = (caller, now)
     _limit(state, caller.api_key_id)
     return caller
+
+
+def _lookup(state: ServiceState, token: str) -> Caller | None:
+    with state.db.read_session() as session:
+        return authenticate(session, token)
 
 
 def _limit(state: ServiceState, key: str) -> None:
@@ -97,7 +104,7 @@ def deny(request: Request, caller: Caller, *, needs: str, key_name: str | None =
     )
 
 
-def require_admin(request: Request, caller: CurrentCaller) -> Caller:
+async def require_admin(request: Request, caller: CurrentCaller) -> Caller:
     if not caller.is_admin:
         raise deny(request, caller, needs="admin")
     return caller

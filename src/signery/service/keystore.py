@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -41,7 +42,7 @@ from .audit import AuditEvent, append, utc_now
 from .envelope import SealedKey, open_private_key, seal_private_key
 from .names import check_name
 from .settings import MasterKey
-from .storage import KeyRow, KeyVersionRow
+from .storage import Database, KeyRow, KeyVersionRow
 
 KeyType = Literal[
     "ed25519",
@@ -59,6 +60,7 @@ OPENPGP_TYPES = {"openpgp-rsa-3072": "rsa-3072", "openpgp-ed25519": "ed25519"}
 MAX_MESSAGE_BYTES = 64 * 1024  # small statements only: large data is hashed by the client, digests travel
 MAX_VERSION = 1_000_000  # far beyond any rotation schedule; keeps integers inside every database's INTEGER
 MAX_CACHED_SIGNERS = 1024  # unsealed keys kept in memory per process; RSA key loading costs milliseconds
+KEY_CACHE_SECONDS = 1.0  # changes made through another server process reach this one within this time
 MAX_UID_CHARS = 256  # an OpenPGP user id is a name and an address
 _DIGEST_SIZES = {"sha256": 32, "sha384": 48, "sha512": 64}
 
@@ -230,6 +232,7 @@ class KeyStore:
     def __init__(self, master: MasterKey) -> None:
         self._master = master
         self._signers: OrderedDict[tuple[str, int, str], tuple[PrivateKey, FileSigner]] = OrderedDict()
+        self._meta: dict[str, KeyMeta] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -274,7 +277,24 @@ class KeyStore:
 
     # ---- creating ------------------------------------------------------------------------------------------------
 
-    def create(self, session: Session, spec: KeySpec, *, caller: str) -> KeyInfo:
+    @staticmethod
+    def algorithm_of(key_type: str, params: dict[str, Any]) -> str:
+        if key_type == "x509":
+            return str(params["key_algorithm"])
+        return OPENPGP_TYPES.get(key_type, key_type)
+
+    def generate_for(self, spec: KeySpec) -> PrivateKey:
+        """Make the private key for ``spec`` before any transaction: RSA generation takes up to seconds, and no
+        database lock should be held meanwhile."""
+        return generate_private_key(self.algorithm_of(spec.type, spec.params()))
+
+    def generate_for_rotation(self, db: Database, name: str) -> PrivateKey:
+        with db.read_session() as session:
+            row = self._key_row(session, name)
+            algorithm = self.algorithm_of(row.type, json.loads(row.params))
+        return generate_private_key(algorithm)
+
+    def create(self, session: Session, spec: KeySpec, *, caller: str, private: PrivateKey | None = None) -> KeyInfo:
         if session.get(KeyRow, spec.name) is not None:
             raise ConflictError(f"a key named {spec.name} exists", subject=spec.name)
         now = utc_now()
@@ -290,7 +310,7 @@ class KeyStore:
         )
         session.add(row)
         session.flush()
-        version = self._new_version(session, row, 1, caller=caller)
+        version = self._new_version(session, row, 1, caller=caller, private=private)
         append(
             session,
             [
@@ -306,12 +326,12 @@ class KeyStore:
         )
         return self._info(session, row)
 
-    def rotate(self, session: Session, name: str, *, caller: str) -> KeyInfo:
+    def rotate(self, session: Session, name: str, *, caller: str, private: PrivateKey | None = None) -> KeyInfo:
         row = self._key_row(session, name, lock=True)
         if row.latest_version >= MAX_VERSION:
             raise UsageError(f"key {name} has reached {MAX_VERSION} versions", subject=name)
         row.latest_version += 1
-        version = self._new_version(session, row, row.latest_version, caller=caller)
+        version = self._new_version(session, row, row.latest_version, caller=caller, private=private)
         append(
             session,
             [
@@ -327,14 +347,13 @@ class KeyStore:
         )
         return self._info(session, row)
 
-    def _new_version(self, session: Session, row: KeyRow, version: int, *, caller: str) -> KeyVersionRow:
+    def _new_version(
+        self, session: Session, row: KeyRow, version: int, *, caller: str, private: PrivateKey | None
+    ) -> KeyVersionRow:
         params = json.loads(row.params)
-        algorithm = row.type
-        if row.type == "x509":
-            algorithm = params["key_algorithm"]
-        elif row.type in OPENPGP_TYPES:
-            algorithm = OPENPGP_TYPES[row.type]
-        private = generate_private_key(algorithm)
+        algorithm = self.algorithm_of(row.type, params)
+        if private is None or algorithm_name(private.public_key()) != algorithm:
+            private = generate_private_key(algorithm)
         public = private.public_key()
         kid = key_id(public)
         certificate_pem: str | None = None
@@ -417,7 +436,14 @@ class KeyStore:
         )
         return cert.public_bytes(serialization.Encoding.PEM).decode()
 
-    def bootstrap(self, session: Session, specs: list[KeySpec], *, caller: str) -> tuple[list[KeyInfo], list[str]]:
+    def bootstrap(
+        self,
+        session: Session,
+        specs: list[KeySpec],
+        *,
+        caller: str,
+        privates: dict[str, PrivateKey] | None = None,
+    ) -> tuple[list[KeyInfo], list[str]]:
         """Create every key that does not exist yet; existing keys that match are returned as they are."""
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
@@ -430,7 +456,7 @@ class KeyStore:
                     raise ConflictError(f"key {spec.name} exists with different settings", subject=spec.name)
                 infos.append(self._info(session, existing))
                 continue
-            infos.append(self.create(session, spec, caller=caller))
+            infos.append(self.create(session, spec, caller=caller, private=(privates or {}).get(spec.name)))
             created.append(spec.name)
         return infos, created
 
@@ -475,7 +501,42 @@ class KeyStore:
 
     # ---- signing -------------------------------------------------------------------------------------------------
 
-    def _signing_version(self, session: Session, row: KeyRow, version: int | None) -> KeyVersionRow:
+    def load_meta(self, db: Database, name: str) -> KeyMeta:
+        """Read ``name`` and its versions from the database (and refresh the in-memory copy)."""
+        check_name(name)
+        with db.read_session() as session:
+            row = self._key_row(session, name)
+            versions = {v.version: _version_meta(v) for v in self._versions(session, name)}
+        meta = KeyMeta(
+            name=row.name,
+            type=row.type,
+            latest_version=row.latest_version,
+            min_sign_version=row.min_sign_version,
+            min_verify_version=row.min_verify_version,
+            versions=versions,
+            loaded_at=time.monotonic(),
+        )
+        with self._lock:
+            self._meta[name] = meta
+            while len(self._meta) > MAX_CACHED_SIGNERS:
+                self._meta.pop(next(iter(self._meta)))
+        return meta
+
+    def cached_meta(self, name: str, *, version: int | None = None) -> KeyMeta | None:
+        """The in-memory copy of ``name`` if it is fresh (and knows ``version``); else ``None``: call load_meta."""
+        with self._lock:
+            meta = self._meta.get(name)
+        if meta is None or time.monotonic() - meta.loaded_at > KEY_CACHE_SECONDS:
+            return None
+        if version is not None and version not in meta.versions:
+            return None
+        return meta
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._meta.pop(name, None)
+
+    def _signing_version(self, session: Session, row: KeyRow, version: int | None) -> VersionMeta:
         wanted = row.latest_version if version is None else version
         if wanted < row.min_sign_version:
             raise PolicyViolationError(
@@ -484,27 +545,17 @@ class KeyStore:
         vrow = session.get(KeyVersionRow, (row.name, wanted))
         if vrow is None:
             raise NotFoundError(f"key {row.name} has no version {wanted}", reason=Reason.UNKNOWN_KEY, subject=row.name)
-        return vrow
+        return _version_meta(vrow)
 
-    def _signer(self, vrow: KeyVersionRow) -> FileSigner:
-        return self._unseal(vrow)[1]
-
-    def _unseal(self, vrow: KeyVersionRow) -> tuple[PrivateKey, FileSigner]:
-        cache_key = (vrow.name, vrow.version, vrow.key_id)
+    def _unseal(self, v: VersionMeta) -> tuple[PrivateKey, FileSigner]:
+        cache_key = (v.name, v.version, v.key_id)
         with self._lock:
             cached = self._signers.get(cache_key)
             if cached is not None:
                 self._signers.move_to_end(cache_key)
                 return cached
-        sealed = SealedKey(
-            wrapped_data_key=vrow.wrapped_data_key,
-            ciphertext=vrow.encrypted_private_key,
-            master_key_id=vrow.master_key_id,
-        )
-        private = open_private_key(
-            sealed, master=self._master, name=vrow.name, version=vrow.version, key_id=vrow.key_id
-        )
-        entry = (private, FileSigner(private, name=vrow.name))
+        private = open_private_key(v.sealed, master=self._master, name=v.name, version=v.version, key_id=v.key_id)
+        entry = (private, FileSigner(private, name=v.name))
         with self._lock:
             self._signers[cache_key] = entry
             while len(self._signers) > MAX_CACHED_SIGNERS:
@@ -512,18 +563,19 @@ class KeyStore:
         return entry
 
     def sign(
-        self, session: Session, name: str, items: list[SignItem], *, caller: str
-    ) -> list[Signature | SigneryError]:
-        """Sign each item; a failing item yields its error in place, and every item gets an audit row."""
-        row = self._key_row(session, name)
-        if row.type in OPENPGP_TYPES:
+        self, meta: KeyMeta, items: list[SignItem], *, caller: str
+    ) -> tuple[list[Signature | SigneryError], list[AuditEvent]]:
+        """Sign each item; a failing item yields its error in place. Returns the results and their audit rows,
+        which the caller must make durable before it hands out any signature."""
+        name = meta.name
+        if meta.type in OPENPGP_TYPES:
             raise UsageError(f"{name} is an OpenPGP key: use POST /v1/keys/{name}/openpgp-sign", subject=name)
         results: list[Signature | SigneryError] = []
         events: list[AuditEvent] = []
         for item in items:
             try:
-                vrow = self._signing_version(session, row, item.version)
-                signer = self._signer(vrow)
+                v = meta.signing_version(item.version)
+                signer = self._unseal(v)[1]
                 if item.digest is not None:
                     sig = signer.sign_digest(
                         item.digest, hash_name=item.hash_algorithm or "sha256", rsa_padding=item.signature_algorithm
@@ -545,34 +597,34 @@ class KeyStore:
                     )
                 )
                 continue
-            results.append(Signature(signature=sig, key_id=vrow.key_id, version=vrow.version, algorithm=vrow.algorithm))
+            results.append(Signature(signature=sig, key_id=v.key_id, version=v.version, algorithm=v.algorithm))
             events.append(
                 AuditEvent(
                     caller=caller,
                     action="sign",
                     result="ok",
                     key_name=name,
-                    key_version=vrow.version,
+                    key_version=v.version,
                     digest=item.audit_digest(),
                 )
             )
-        append(session, events)
-        return results
+        return results, events
 
     def verify(
-        self, session: Session, name: str, items: list[tuple[SignItem, bytes]], *, caller: str
-    ) -> list[Verdict | SigneryError]:
-        row = self._key_row(session, name)
-        if row.type in OPENPGP_TYPES:
+        self, meta: KeyMeta, items: list[tuple[SignItem, bytes]], *, caller: str
+    ) -> tuple[list[Verdict | SigneryError], list[AuditEvent]]:
+        name = meta.name
+        if meta.type in OPENPGP_TYPES:
             raise UsageError(f"{name} is an OpenPGP key: verify its signatures with sq or gpg", subject=name)
-        versions = {v.version: v for v in self._versions(session, name) if v.version >= row.min_verify_version}
+        versions = {n: v for n, v in meta.versions.items() if n >= meta.min_verify_version}
         results: list[Verdict | SigneryError] = []
         events: list[AuditEvent] = []
         for item, signature in items:
-            candidates = [versions[item.version]] if item.version in versions else []
             if item.version is None:
                 candidates = sorted(versions.values(), key=lambda v: -v.version)
-            elif not candidates:
+            elif item.version in versions:
+                candidates = [versions[item.version]]
+            else:
                 err = PolicyViolationError(f"key {name} v{item.version} may not verify", subject=name)
                 results.append(err)
                 events.append(
@@ -587,8 +639,8 @@ class KeyStore:
                 )
                 continue
             verdict = Verdict(valid=False, key_id=None, version=item.version, reason=Reason.BAD_SIGNATURE.value)
-            for vrow in candidates:
-                public = self._signer(vrow).public_key()
+            for v in candidates:
+                public = self._unseal(v)[1].public_key()
                 try:
                     if item.digest is not None:
                         verify_signature(
@@ -610,7 +662,7 @@ class KeyStore:
                         )
                 except (VerificationError, UsageError):
                     continue
-                verdict = Verdict(valid=True, key_id=vrow.key_id, version=vrow.version)
+                verdict = Verdict(valid=True, key_id=v.key_id, version=v.version)
                 break
             results.append(verdict)
             events.append(
@@ -623,47 +675,95 @@ class KeyStore:
                     digest=item.audit_digest(),
                 )
             )
-        append(session, events)
-        return results
+        return results, events
 
     def openpgp_sign(
-        self, session: Session, name: str, *, digest: bytes, hash_algorithm: str, version: int | None, caller: str
-    ) -> OpenPGPSignature:
+        self, meta: KeyMeta, *, digest: bytes, hash_algorithm: str, version: int | None, caller: str
+    ) -> tuple[OpenPGPSignature, list[AuditEvent]]:
         """Sign a client-computed OpenPGP hash (of data + signature trailer); the client assembles the packet."""
-        row = self._key_row(session, name)
-        if row.type not in OPENPGP_TYPES:
+        name = meta.name
+        if meta.type not in OPENPGP_TYPES:
             raise UsageError(f"{name} is not an OpenPGP key", subject=name)
         if hash_algorithm not in _DIGEST_SIZES or len(digest) != _DIGEST_SIZES[hash_algorithm]:
             raise UsageError(f"a {hash_algorithm} digest of the right length is required", subject=hash_algorithm)
-        vrow = self._signing_version(session, row, version)
+        v = meta.signing_version(version)
         from .. import openpgp
 
-        assert vrow.openpgp_created is not None
-        created = dt.datetime.fromtimestamp(vrow.openpgp_created, dt.UTC)
-        private = self._unseal(vrow)[0]
+        assert v.openpgp_created is not None
+        created = dt.datetime.fromtimestamp(v.openpgp_created, dt.UTC)
+        private = self._unseal(v)[0]
         assert isinstance(private, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey)
         pgp = openpgp.signer_from_private_key(private, created=created)
         value = pgp.sign_hash(digest, hash_algorithm=hash_algorithm)
-        append(
-            session,
-            [
-                AuditEvent(
-                    caller=caller,
-                    action="openpgp-sign",
-                    result="ok",
-                    key_name=name,
-                    key_version=vrow.version,
-                    digest=f"{hash_algorithm}:{digest.hex()}",
-                )
-            ],
+        event = AuditEvent(
+            caller=caller,
+            action="openpgp-sign",
+            result="ok",
+            key_name=name,
+            key_version=v.version,
+            digest=f"{hash_algorithm}:{digest.hex()}",
         )
-        return OpenPGPSignature(
+        result = OpenPGPSignature(
             signature=value,
             fingerprint=pgp.fingerprint,
             pubkey_algorithm=pgp.pubkey_algorithm,
-            key_created=vrow.openpgp_created,
-            version=vrow.version,
+            key_created=v.openpgp_created,
+            version=v.version,
         )
+        return result, [event]
+
+
+@dataclass(frozen=True)
+class VersionMeta:
+    """What signing needs from one key version, detached from any database session."""
+
+    name: str
+    version: int
+    key_id: str
+    algorithm: str
+    sealed: SealedKey
+    openpgp_created: int | None
+    certificate_pem: str | None
+
+
+@dataclass(frozen=True)
+class KeyMeta:
+    name: str
+    type: str
+    latest_version: int
+    min_sign_version: int
+    min_verify_version: int
+    versions: dict[int, VersionMeta]
+    loaded_at: float
+
+    def signing_version(self, version: int | None) -> VersionMeta:
+        wanted = self.latest_version if version is None else version
+        if wanted < self.min_sign_version:
+            raise PolicyViolationError(
+                f"key {self.name} v{wanted} may no longer sign (minimum v{self.min_sign_version})", subject=self.name
+            )
+        v = self.versions.get(wanted)
+        if v is None:
+            raise NotFoundError(
+                f"key {self.name} has no version {wanted}", reason=Reason.UNKNOWN_KEY, subject=self.name
+            )
+        return v
+
+
+def _version_meta(row: KeyVersionRow) -> VersionMeta:
+    return VersionMeta(
+        name=row.name,
+        version=row.version,
+        key_id=row.key_id,
+        algorithm=row.algorithm,
+        sealed=SealedKey(
+            wrapped_data_key=row.wrapped_data_key,
+            ciphertext=row.encrypted_private_key,
+            master_key_id=row.master_key_id,
+        ),
+        openpgp_created=row.openpgp_created,
+        certificate_pem=row.certificate_pem,
+    )
 
 
 class ConflictError(UsageError):

@@ -6,6 +6,9 @@ The schema is created and upgraded only by the Alembic migrations shipped in ``s
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -116,7 +119,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, read_only: bool = False) -> Engine:
+    """An engine; on SQLite, ``read_only`` engines begin deferred transactions (WAL readers never block)."""
     url = normalise_database_url(url)
     if url.startswith("sqlite"):
         path = url.removeprefix("sqlite:///")
@@ -124,10 +128,11 @@ def make_engine(url: str) -> Engine:
             raise ConfigError(f"directory of database {path} does not exist", subject=url)
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+        begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
 
         @event.listens_for(engine, "begin")
-        def _begin_immediate(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql(begin)
 
         return engine
     return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
@@ -150,14 +155,54 @@ class Database:
         self.display_url = _redact(self.url)
         self.engine = make_engine(self.url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_lock = threading.Lock()
+        self._lock_fd: int | None = None
+        self._lock_path: Path | None = None
+        if self.url.startswith("sqlite"):
+            path = self.url.removeprefix("sqlite:///")
+            if path and path != ":memory:":
+                self._lock_path = Path(f"{path}.lock")
+            self._read_engine: Engine | None = make_engine(self.url, read_only=True)
+            self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
+        else:
+            self._read_engine, self._read_sessions = None, self._sessions
 
     def __repr__(self) -> str:
         return f"Database({self.display_url!r})"
 
     @contextmanager
+    def _writer(self) -> Iterator[None]:
+        """On SQLite, queue writers on a lock file: the kernel wakes the next one at once, where SQLite's own busy
+        handler polls with sleeps of up to 100 ms (which is what long latency tails under load are made of)."""
+        if self._lock_path is None:
+            yield
+            return
+        with self._write_lock:  # flock is per open file, shared by this process's threads: serialise them first
+            if self._lock_fd is None:
+                self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    @contextmanager
     def session(self) -> Iterator[Session]:
         """A session whose transaction commits when the block ends normally and rolls back otherwise."""
-        session = self._sessions()
+        with self._writer():
+            session = self._sessions()
+            try:
+                with session.begin():
+                    yield session
+            except SQLAlchemyError as exc:
+                raise EnvironmentFailure(f"database error: {type(exc).__name__}", subject=self.display_url) from exc
+            finally:
+                session.close()
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A session for reading only: on SQLite it does not take the write lock, so reads never queue."""
+        session = self._read_sessions()
         try:
             with session.begin():
                 yield session
@@ -165,9 +210,6 @@ class Database:
             raise EnvironmentFailure(f"database error: {type(exc).__name__}", subject=self.display_url) from exc
         finally:
             session.close()
-
-    def new_session(self) -> Session:
-        return self._sessions()
 
     def _alembic_config(self) -> Any:
         from alembic.config import Config
@@ -218,4 +260,9 @@ class Database:
             )
 
     def dispose(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
         self.engine.dispose()
+        if self._read_engine is not None:
+            self._read_engine.dispose()

@@ -30,7 +30,7 @@ def get_audit(
         valid, rows, head, error = True, report.rows, report.head_hash, None
     except TamperedError as err:
         valid, rows, head, error = False, 0, None, ErrorPublic(reason=err.reason.value, message=err.message)
-    with state.db.session() as session:
+    with state.db.read_session() as session:
         stmt = select(AuditRow).where(AuditRow.seq > after).order_by(AuditRow.seq).limit(limit)
         entries = [
             AuditEntryPublic(

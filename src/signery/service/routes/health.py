@@ -13,6 +13,6 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz", response_model=Health)
 def healthz(state: State) -> Health:
-    with state.db.session() as session:
+    with state.db.read_session() as session:
         session.execute(text("SELECT 1"))
     return Health(status="ok")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import base64
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Path, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from ...errors import SigneryError, UsageError
-from ..deps import AdminCaller, CurrentCaller, State, deny
-from ..keystore import KeySpec, Signature, SignItem, Verdict
+from ..deps import AdminCaller, CurrentCaller, ServiceState, State, deny
+from ..keystore import KeyMeta, KeySpec, Signature, SignItem, Verdict
 from ..names import NAME_PATTERN, check_name
 from ..schemas import (
     ErrorPublic,
@@ -34,6 +36,7 @@ router = APIRouter(prefix="/keys", tags=["keys"])
 
 KeyName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=64, description="key name")]
 MAX_LIST = 1000  # keys per page; page with ?after=
+T = TypeVar("T")
 
 
 def spec_of(body: KeyCreate) -> KeySpec:
@@ -52,8 +55,11 @@ def spec_of(body: KeyCreate) -> KeySpec:
 @router.post("", response_model=KeyPublic, status_code=201)
 def create_key(body: KeyCreate, state: State, caller: AdminCaller) -> KeyPublic:
     spec = spec_of(body)
+    private = state.keystore.generate_for(spec)
     with state.db.session() as session:
-        return KeyPublic.of(state.keystore.create(session, spec, caller=caller.name))
+        info = state.keystore.create(session, spec, caller=caller.name, private=private)
+    state.keystore.forget(spec.name)
+    return KeyPublic.of(info)
 
 
 @router.get("", response_model=KeyList)
@@ -66,21 +72,24 @@ def list_keys(
 ) -> KeyList:
     if not caller.may_read():
         raise deny(request, caller, needs="read")
-    with state.db.session() as session:
+    with state.db.read_session() as session:
         return KeyList(keys=[KeyPublic.of(k) for k in state.keystore.list_keys(session, limit=limit, after=after)])
 
 
 @router.get("/{name}", response_model=KeyPublic)
 def get_key(name: KeyName, state: State) -> KeyPublic:
     """Public parts of every version (PEM, certificate, OpenPGP certificate); readable without an API key."""
-    with state.db.session() as session:
+    with state.db.read_session() as session:
         return KeyPublic.of(state.keystore.get(session, check_name(name)))
 
 
 @router.post("/{name}/rotate", response_model=KeyPublic)
 def rotate_key(name: KeyName, state: State, caller: AdminCaller) -> KeyPublic:
+    private = state.keystore.generate_for_rotation(state.db, check_name(name))
     with state.db.session() as session:
-        return KeyPublic.of(state.keystore.rotate(session, check_name(name), caller=caller.name))
+        info = state.keystore.rotate(session, name, caller=caller.name, private=private)
+    state.keystore.forget(name)
+    return KeyPublic.of(info)
 
 
 @router.post("/{name}/config", response_model=KeyPublic)
@@ -94,6 +103,7 @@ def configure_key(name: KeyName, body: KeyConfig, state: State, caller: AdminCal
             deletion_allowed=body.deletion_allowed,
             caller=caller.name,
         )
+    state.keystore.forget(name)
     return KeyPublic.of(info)
 
 
@@ -101,6 +111,7 @@ def configure_key(name: KeyName, body: KeyConfig, state: State, caller: AdminCal
 def delete_key(name: KeyName, state: State, caller: AdminCaller) -> Response:
     with state.db.session() as session:
         state.keystore.delete(session, check_name(name), caller=caller.name)
+    state.keystore.forget(name)
     return Response(status_code=204)
 
 
@@ -119,8 +130,23 @@ def _items(body: SignRequest | VerifyRequest) -> list[SignInput] | None:
     return None
 
 
+async def _meta(state: ServiceState, name: str, versions: list[int | None]) -> KeyMeta:
+    wanted = max((v for v in versions if v is not None), default=None)
+    meta = state.keystore.cached_meta(name, version=wanted)
+    if meta is None:
+        meta = await run_in_threadpool(state.keystore.load_meta, state.db, name)
+    return meta
+
+
+async def _compute(meta: KeyMeta, fn: Callable[[], T]) -> T:
+    # Ed25519 and ECDSA take microseconds: run them on the event loop. RSA takes milliseconds: not there.
+    if any(v.algorithm.startswith("rsa") for v in meta.versions.values()):
+        return await run_in_threadpool(fn)
+    return fn()
+
+
 @router.post("/{name}/sign", response_model=SignResponse, response_model_exclude_none=True)
-def sign(name: KeyName, body: SignRequest, request: Request, state: State, caller: CurrentCaller) -> SignResponse:
+async def sign(name: KeyName, body: SignRequest, request: Request, state: State, caller: CurrentCaller) -> SignResponse:
     """Sign a digest (``digest`` + ``hash_algorithm``) or a small ``message``; or several with ``batch``."""
     check_name(name)
     if not caller.may_sign(name):
@@ -136,8 +162,12 @@ def sign(name: KeyName, body: SignRequest, request: Request, state: State, calle
                 raise
             items.append(err)
     good = [i for i in items if isinstance(i, SignItem)]
-    with state.db.session() as session:
-        results = iter(state.keystore.sign(session, name, good, caller=caller.name) if good else [])
+    results_list: list[Signature | SigneryError] = []
+    if good:
+        meta = await _meta(state, name, [i.version for i in good])
+        results_list, events = await _compute(meta, lambda: state.keystore.sign(meta, good, caller=caller.name))
+        await state.audit.append_async(events)
+    results = iter(results_list)
     out: list[SignaturePublic] = []
     for item in items:
         res: Signature | SigneryError = item if isinstance(item, SigneryError) else next(results)
@@ -160,7 +190,9 @@ def sign(name: KeyName, body: SignRequest, request: Request, state: State, calle
 
 
 @router.post("/{name}/verify", response_model=VerifyResponse, response_model_exclude_none=True)
-def verify(name: KeyName, body: VerifyRequest, request: Request, state: State, caller: CurrentCaller) -> VerifyResponse:
+async def verify(
+    name: KeyName, body: VerifyRequest, request: Request, state: State, caller: CurrentCaller
+) -> VerifyResponse:
     """Check signatures made by any version at or above the key's ``min_verify_version`` (or the given one)."""
     check_name(name)
     if not caller.may_verify(name):
@@ -193,8 +225,12 @@ def verify(name: KeyName, body: VerifyRequest, request: Request, state: State, c
                 raise
             pairs.append(err)
     good = [p for p in pairs if not isinstance(p, SigneryError)]
-    with state.db.session() as session:
-        results = iter(state.keystore.verify(session, name, good, caller=caller.name) if good else [])
+    verdicts: list[Verdict | SigneryError] = []
+    if good:
+        meta = await _meta(state, name, [p[0].version for p in good])
+        verdicts, events = await _compute(meta, lambda: state.keystore.verify(meta, good, caller=caller.name))
+        await state.audit.append_async(events)
+    results = iter(verdicts)
     out: list[VerdictPublic] = []
     for pair in pairs:
         res: Verdict | SigneryError = pair if isinstance(pair, SigneryError) else next(results)
@@ -210,7 +246,7 @@ def verify(name: KeyName, body: VerifyRequest, request: Request, state: State, c
 
 
 @router.post("/{name}/openpgp-sign", response_model=OpenPGPSignResponse)
-def openpgp_sign(
+async def openpgp_sign(
     name: KeyName, body: OpenPGPSignRequest, request: Request, state: State, caller: CurrentCaller
 ) -> OpenPGPSignResponse:
     """Sign an OpenPGP hash (of the data and the signature packet's trailer, computed by the client)."""
@@ -218,10 +254,14 @@ def openpgp_sign(
     if not caller.may_sign(name):
         raise deny(request, caller, needs=f"sign:{name}", key_name=name)
     digest = decode_b64(body.digest, what="digest")
-    with state.db.session() as session:
-        res = state.keystore.openpgp_sign(
-            session, name, digest=digest, hash_algorithm=body.hash_algorithm, version=body.version, caller=caller.name
-        )
+    meta = await _meta(state, name, [body.version])
+    res, events = await _compute(
+        meta,
+        lambda: state.keystore.openpgp_sign(
+            meta, digest=digest, hash_algorithm=body.hash_algorithm, version=body.version, caller=caller.name
+        ),
+    )
+    await state.audit.append_async(events)
     return OpenPGPSignResponse(
         signature=base64.b64encode(res.signature).decode(),
         fingerprint=res.fingerprint,
