@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 DigestAlgorithm = Literal["sha256", "sha512", "blake3"]
 DIGEST_ALGORITHMS: tuple[DigestAlgorithm, ...] = ("sha256", "sha512", "blake3")
@@ -72,6 +74,8 @@ def hash_file(
     Two fixed buffers alternate: while the hashers (which release the GIL) digest one, the next is read into the
     other, so reading overlaps hashing and memory stays at two buffers whatever the file size.
     """
+    from concurrent.futures import ThreadPoolExecutor  # ~10 ms to import; `verify` of a small ZIP never needs it
+
     algs = tuple(dict.fromkeys(algorithms))
     for a in algs:
         check_algorithm(a)
