@@ -112,7 +112,9 @@ def main() -> int:
         peer_v, _ = median(["minisign", "-V", "-p", str(work / "m.pub"), "-m", str(big)], args.repeat)
         os.unlink(sig)  # a fresh signature: otherwise the sha256 one stays beside it and verify checks both
         ours, r = median(
-            [*SIGNERY, "sign", str(big), "--key", priv, "--digest", "blake3", "-q", "--output", sig], args.repeat, env=env
+            [*SIGNERY, "sign", str(big), "--key", priv, "--digest", "blake3", "-q", "--output", sig],
+            args.repeat,
+            env=env,
         )
         rss.append(r)
         results.append(row("sign   blake3", ours, peer_s, "minisign -S", 0.35))
