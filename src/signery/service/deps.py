@@ -39,10 +39,14 @@ class ServiceState:
             self.auth_cache.clear()
 
 
-async def get_state(request: Request) -> ServiceState:
+def state_of(request: Request) -> ServiceState:
     state = request.app.state.service
     assert isinstance(state, ServiceState)
     return state
+
+
+async def get_state(request: Request) -> ServiceState:
+    return state_of(request)
 
 
 State = Annotated[ServiceState, Depends(get_state)]
