@@ -185,6 +185,7 @@ def test_server_admin_cli(server: tuple[ServerProcess, str, Path]) -> None:
     _, _, home = server
     db = ["--database-url", f"sqlite:///{home / 'service.db'}"]
     assert (home / "master.key").stat().st_mode & 0o777 == 0o600
+    assert (home / "service.db").stat().st_mode & 0o777 == 0o600
     out = run_cli(
         "server", "api-key", "create", "--name", "ci", "--scope", "sign:release-*", "--expires", "30d", *db, home=home
     )

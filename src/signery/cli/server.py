@@ -194,6 +194,8 @@ def init(database_url: str | None, master_key_file: str | None) -> None:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     db = Database(url)
     revision = db.migrate()
+    if url.startswith("sqlite:///"):
+        os.chmod(url.removeprefix("sqlite:///"), 0o600)  # it holds sealed keys and API key hashes
     click.echo(f"database: {db.display_url} (schema {revision})")
     with db.session() as session:
         token = first_admin_key(session)
