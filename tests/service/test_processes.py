@@ -27,7 +27,7 @@ def b64(data: bytes) -> str:
 def test_two_processes_one_postgres_one_chain(tmp_path: Path, postgres_url: str) -> None:
     admin = init_service(tmp_path, postgres_url)
     h = {"X-API-Key": admin}
-    with running(tmp_path, postgres_url) as a, running(tmp_path, postgres_url) as b:
+    with running(tmp_path, postgres_url, workers=2) as a, running(tmp_path, postgres_url) as b:
         r = httpx.post(f"{a.url}/v1/keys", json={"name": "shared", "type": "ecdsa-p256"}, headers=h)
         assert r.status_code == 201
         kid = r.json()["versions"][0]["key_id"]
