@@ -27,7 +27,7 @@ GENESIS = "0" * 64
 MAX_DETAIL_CHARS = 500  # details are for people; an attacker-chosen string must not bloat the log
 VERIFY_BATCH = 5_000  # rows fetched at a time while checking the chain
 MAX_AUDIT_BATCH = 1_000  # rows per group commit; bounds one transaction
-AUDIT_LINGER_SECONDS = 0.002  # added latency per signature, in exchange for batches under load
+AUDIT_LINGER_SECONDS = 0.001  # added latency per signature, in exchange for batches under load
 AUDIT_WRITE_TIMEOUT = 30.0  # seconds a request waits for its audit row before it fails
 
 
