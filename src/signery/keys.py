@@ -233,10 +233,11 @@ def load_private_key(data: bytes, *, passphrase: bytes | None = None, source: st
     Raises:
         MalformedError: not a supported private key, or a wrong/missing passphrase (the message says which).
     """
-    data = data.strip()
+    # Only PEM tolerates surrounding whitespace: DER is binary and may legitimately end in a "whitespace" byte.
+    pem = data.strip()
     try:
-        if data.startswith(b"-----BEGIN"):
-            key = serialization.load_pem_private_key(data + b"\n", password=passphrase)
+        if pem.startswith(b"-----BEGIN"):
+            key = serialization.load_pem_private_key(pem + b"\n", password=passphrase)
         else:
             key = serialization.load_der_private_key(data, password=passphrase)
     except TypeError as exc:
@@ -255,13 +256,10 @@ def load_private_key(data: bytes, *, passphrase: bytes | None = None, source: st
 
 def load_public_key(data: bytes, *, source: str = "public key") -> PublicKey:
     """Parse a PEM SubjectPublicKeyInfo or PKCS#1 ``RSA PUBLIC KEY`` (or DER SPKI), tolerating whitespace."""
-    data = data.strip()
+    pem = data.strip()  # PEM only: DER is binary and must be parsed as given
     try:
-        if data.startswith(b"-----BEGIN RSA PUBLIC KEY"):
-            pem = data + b"\n"
-            key: PublicKeyTypes = serialization.load_pem_public_key(pem)
-        elif data.startswith(b"-----BEGIN"):
-            key = serialization.load_pem_public_key(data + b"\n")
+        if pem.startswith(b"-----BEGIN"):
+            key: PublicKeyTypes = serialization.load_pem_public_key(pem + b"\n")
         else:
             key = serialization.load_der_public_key(data)
     except (ValueError, UnsupportedAlgorithm) as exc:

@@ -341,3 +341,30 @@ def test_file_signer_refuses_non_signing_key_types() -> None:
 
     with pytest.raises(UsageError):
         FileSigner(x25519.X25519PrivateKey.generate())  # type: ignore[arg-type]
+
+
+def test_der_keys_ending_in_a_whitespace_byte_load_intact() -> None:
+    """DER is binary: only PEM input may be stripped (a stripped DER key loses its last byte)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from signery.keys import generate_private_key, key_id, load_private_key, load_public_key
+
+    whitespace = b" \t\n\r\x0b\x0c"
+    for _ in range(2000):  # about one Ed25519 key in twenty ends in such a byte
+        key = generate_private_key("ed25519")
+        der = key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        if der[-1:] in whitespace:
+            break
+    else:
+        raise AssertionError("no DER key ending in whitespace was generated")
+    assert key_id(load_private_key(der).public_key()) == key_id(key.public_key())
+    for _ in range(2000):
+        pub = generate_private_key("ed25519").public_key()
+        spki = pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        if spki[-1:] in whitespace:
+            break
+    else:
+        raise AssertionError("no DER public key ending in whitespace was generated")
+    assert key_id(load_public_key(spki)) == key_id(pub)
