@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -28,6 +27,8 @@ def atomic_writer(path: Path, *, mode: int = 0o644, overwrite: bool = True) -> I
     The temporary file is created with ``mode`` from the start (never wider), so a private key is never readable by
     others, not even for a moment. On any exception the temporary file is removed and ``path`` is untouched.
     """
+    import tempfile  # imported on first write: read-only commands (verify, inspect) never pay for it
+
     path = Path(path)
     if not overwrite and path.exists():
         raise UsageError(f"{path} exists; refusing to overwrite it", subject=str(path), hint="use --force")

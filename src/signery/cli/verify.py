@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +29,8 @@ def load_trust(keys: tuple[Path, ...], trust_store: Path | None, *, fmt: str | N
             loaded.append(entry)
         return TrustSet(loaded)
     trust = TrustStore(trust_store_dir(trust_store)).load()
-    if fmt in (None, "dify") and importlib.util.find_spec("signery.formats.dify") is not None:
-        from ..formats import dify  # type: ignore[attr-defined,unused-ignore]
+    if fmt in (None, "dify"):
+        from ..formats import dify
 
         trust = trust.union(dify.official_trust())
     return trust
