@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-VECTORS = ROOT.parent / "shared" / "vectors"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from support import IN_CI, VECTORS, require_tool
+
+__all__ = ["require_tool"]  # older test modules import it from here
 
 
 @pytest.fixture(scope="session")
@@ -42,17 +42,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     h.mkdir()
     monkeypatch.setenv("SIGNERY_HOME", str(h))
     return h
-
-
-def require_tool(name: str) -> str:
-    """Path of an external tool that the test command installs; fail in CI, skip elsewhere, when missing."""
-    path = shutil.which(name)
-    if path is None:
-        msg = f"{name} is not installed (scripts/test installs it)"
-        if IN_CI:
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
 
 
 def _port_open(host: str, port: int) -> bool:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import require_tool
 from signery.cli import cli
+from support import require_tool
 
 PASS = "s3cret passphrase"
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import pysequoia
 import pytest
 
-from conftest import require_tool
 from signery import openpgp
 from signery.errors import MalformedError, Reason
 from signery.formats import openpgp as fmt
 from signery.trust import TrustSet, load_trusted_key_file
+from support import require_tool
 
 PASS = "correct horse"
 

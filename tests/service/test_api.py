@@ -11,9 +11,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from service_kit import Service, private_material
 from sqlalchemy import select, text, update
 
-from conftest import Service, private_material
 from signery.keys import load_public_key, verify_signature
 from signery.service.audit import verify_chain
 from signery.service.storage import AuditRow, KeyVersionRow
@@ -214,7 +214,7 @@ def test_bootstrap_is_idempotent_and_all_or_nothing(service: Service) -> None:
 
 
 def test_body_limit_and_rate_limit(sqlite_url: str, master: object) -> None:
-    from conftest import make_service
+    from service_kit import make_service
 
     svc = make_service(sqlite_url, master, rate_per_second=1.0, burst=3, max_body_bytes=4096)  # type: ignore[arg-type]
     h = svc.h(svc.admin)

@@ -7,9 +7,9 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from service_kit import Service
 from sqlalchemy import select
 
-from conftest import Service
 from signery.errors import UsageError
 from signery.service.apikeys import Caller, check_scope, create_api_key
 from signery.service.storage import AuditRow

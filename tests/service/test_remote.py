@@ -15,7 +15,6 @@ import httpx
 import pytest
 from servers import ServerProcess, free_port, init_service, run_cli, start_server
 
-from conftest import require_tool
 from signery import openpgp
 from signery.errors import ConfigError, EnvironmentFailure, UsageError
 from signery.formats import dify, native
@@ -23,6 +22,7 @@ from signery.formats import openpgp as openpgp_format
 from signery.keys import Signer, key_id, verify_signature
 from signery.remote import RemoteOpenPGPSigner, RemoteSigner, remote_keys, remote_public_key
 from signery.trust import TrustSet, trusted_key_from_public
+from support import require_tool
 
 
 @pytest.fixture(scope="module")

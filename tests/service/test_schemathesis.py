@@ -10,8 +10,8 @@ from typing import Any
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
+from service_kit import make_service
 
-from conftest import make_service
 from signery.service import MasterKey
 from signery.service.audit import verify_chain
 

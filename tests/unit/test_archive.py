@@ -18,17 +18,7 @@ from hypothesis import strategies as st
 
 from signery.archive import ArchiveLimits, ZipArchive, check_entry_name, is_zip, rewrite_zip
 from signery.errors import MalformedError, Reason, SigneryError, TamperedError, UnsafeArchiveError
-
-try:
-    from conftest import require_tool
-except ImportError:  # tests/unit/ocm/conftest.py shadows the root conftest when both are collected
-    import importlib.util
-
-    _spec = importlib.util.spec_from_file_location("_root_conftest", Path(__file__).parents[1] / "conftest.py")
-    assert _spec and _spec.loader
-    _root = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_root)
-    require_tool = _root.require_tool
+from support import require_tool
 
 # -- a hand-rolled ZIP writer: every field under the test's control ---------------------------------------------
 

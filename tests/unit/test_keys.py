@@ -30,17 +30,7 @@ from signery.keys import (
     short_id,
     verify_signature,
 )
-
-try:
-    from conftest import require_tool
-except ImportError:  # tests/unit/ocm/conftest.py shadows the root conftest when both are collected
-    import importlib.util
-
-    _spec = importlib.util.spec_from_file_location("_root_conftest", Path(__file__).parents[1] / "conftest.py")
-    assert _spec and _spec.loader
-    _root = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_root)
-    require_tool = _root.require_tool
+from support import require_tool
 
 FAST = ("ed25519", "ecdsa-p256", "ecdsa-p384", "rsa-2048")
 
