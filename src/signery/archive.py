@@ -608,13 +608,20 @@ def rewrite_zip(
         out.write(archive.raw_bytes(start, min(copy_end, start + (64 << 20))))
     records = [e.cd_record for e in kept]
     pos = copy_end
+    _finish(out, records, pos, add, new_comment)
+
+
+def _finish(
+    out: IO[bytes], records: list[bytes], pos: int, add: Sequence[tuple[str, bytes]], comment: bytes
+) -> None:
+    """Append the new entries after the copied ones at ``pos``, then the central directory and end records."""
     for name, data in add:
         lfh, cdh = _new_entry_headers(name, data, pos)
         out.write(lfh)
         out.write(data)
         pos += len(lfh) + len(data)
         records.append(cdh)
-    _write_central_directory(out, records, pos, new_comment)
+    _write_central_directory(out, records, pos, comment)
 
 
 def _new_entry_headers(name: str, data: bytes, offset: int) -> tuple[bytes, bytes]:
@@ -684,13 +691,7 @@ def _rebuild(
         indexed.append((e.index, bytes(rec)))
         pos += e.end_offset - e.header_offset
     records = [rec for _, rec in sorted(indexed)]  # central-directory order stays as it was
-    for name, data in add:
-        lfh, cdh = _new_entry_headers(name, data, pos)
-        out.write(lfh)
-        out.write(data)
-        pos += len(lfh) + len(data)
-        records.append(cdh)
-    _write_central_directory(out, records, pos, comment)
+    _finish(out, records, pos, add, comment)
 
 
 def is_zip(path: Path) -> bool:
