@@ -14,8 +14,6 @@ from signery.policy import ALWAYS_REFUSED, Policy, decide, load_policy
 from signery.result import SignatureCheck, VerificationResult
 from signery.trust import TrustSet
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "dify"
-
 
 def result(*reasons: Reason | None) -> VerificationResult:
     checks = tuple(
@@ -179,15 +177,16 @@ def test_unusable_key_file_is_a_config_error_before_anything_is_judged(tmp_path:
     assert not load_policy(None, env={**env, "THIRD_PARTY_SIGNATURE_VERIFICATION_ENABLED": "false"}).extra_trust
 
 
-@pytest.mark.skipif(not VECTORS.is_dir(), reason="no ../shared/vectors")
-def test_third_party_keys_never_hide_the_official_signature(tmp_path: Path, third_party_pem: bytes) -> None:
+def test_third_party_keys_never_hide_the_official_signature(
+    tmp_path: Path, third_party_pem: bytes, vectors: Path
+) -> None:
     (tmp_path / "a.pem").write_bytes(third_party_pem)
     env = {
         "THIRD_PARTY_SIGNATURE_VERIFICATION_ENABLED": "true",
         "THIRD_PARTY_SIGNATURE_VERIFICATION_PUBLIC_KEYS": str(tmp_path / "a.pem"),
     }
     trust = load_policy(None, env=env).trust_for("dify", TrustSet())
-    res = dify.verify(VECTORS / "langgenius-agent_0.0.14.difypkg", trust=trust)
+    res = dify.verify(vectors / "dify" / "langgenius-agent_0.0.14.difypkg", trust=trust)
     assert res.verified and res.signatures[0].key_id == key_id(dify.official_trust().__iter__().__next__().public_key())
     off = load_policy(None, env={}).trust_for("dify", TrustSet())
     no_marketplace = Policy(trust_dify_marketplace=False).trust_for("dify", TrustSet())

@@ -17,7 +17,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,33 @@ def _read_bounded(response: httpx.Response) -> None:
         if len(body) > MAX_INDEX_SIZE:
             break
     response._content = bytes(body[:MAX_INDEX_SIZE])
+
+
+def land_files(index: VersionIndex, dest_dir: Path, produce: Callable[[str, str, int], Path]) -> FetchedPackage:
+    """Bring a package and all its signatures into ``dest_dir``, all or nothing.
+
+    ``produce(filename, sha256, size)`` writes one file to a temporary path in ``dest_dir`` and checks it against
+    the index. Only when every file has arrived intact do they appear under their names; on any failure every
+    temporary file is removed.
+    """
+    wanted = [(index.filename, index.sha256, index.size)] + [(s.filename, s.sha256, s.size) for s in index.signatures]
+    temps: list[tuple[Path, str]] = []
+    try:
+        for filename, sha256, size in wanted:
+            temps.append((produce(filename, sha256, size), filename))
+        finals = []
+        for tmp, filename in temps:
+            final = dest_dir / check_filename(filename)
+            os.replace(tmp, final)
+            finals.append(final)
+    except BaseException:
+        for tmp, _ in temps:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        raise
+    return FetchedPackage(
+        path=finals[0], name=index.name, version=index.version, signatures=finals[1:], sha256=index.sha256
+    )
 
 
 class RegistryClient:
@@ -185,29 +212,14 @@ class RegistryClient:
             raise MalformedError(f"{index.ref}: a signature has the package's file name", subject=index.filename)
         dest_dir = Path(dest_dir)
         dest_dir.mkdir(parents=True, exist_ok=True)
-        temps: list[tuple[Path, str]] = []
-        try:
-            temps.append(
-                (self._download(f"{base}/download", index.sha256, index.size, dest_dir, index.ref), index.filename)
-            )
-            for sig in index.signatures:
-                url = f"{base}/signatures/{quote(sig.filename, safe='')}"
-                tmp = self._download(url, sig.sha256, sig.size, dest_dir, f"{index.ref}: {sig.filename}")
-                temps.append((tmp, sig.filename))
-            # Everything arrived intact: only now do the files appear under their names.
-            finals = []
-            for tmp, fname in temps:
-                final = dest_dir / check_filename(fname)
-                os.replace(tmp, final)
-                finals.append(final)
-        except BaseException:
-            for tmp, _ in temps:
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
-            raise
-        return FetchedPackage(
-            path=finals[0], name=index.name, version=index.version, signatures=finals[1:], sha256=index.sha256
-        )
+
+        def download(filename: str, sha256: str, size: int) -> Path:
+            if filename == index.filename:
+                return self._download(f"{base}/download", sha256, size, dest_dir, index.ref)
+            url = f"{base}/signatures/{quote(filename, safe='')}"
+            return self._download(url, sha256, size, dest_dir, f"{index.ref}: {filename}")
+
+        return land_files(index, dest_dir, download)
 
     def _download(self, url: str, sha256: str, size: int, dest_dir: Path, what: str) -> Path:
         """Stream ``url`` into a temporary file in ``dest_dir``; refuse a byte more than ``size`` or a wrong hash."""

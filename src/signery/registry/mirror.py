@@ -27,10 +27,10 @@ from typing import IO, Any
 from .._fs import atomic_writer
 from ..archive import check_entry_name
 from ..errors import MalformedError, TamperedError, UnsafeArchiveError
-from .client import FetchedPackage, RegistryClient
+from .client import FetchedPackage, RegistryClient, land_files
 from .exceptions import NotFoundError
 from .index import VersionIndex
-from .naming import Version, check_filename, latest_version
+from .naming import Version, latest_version
 
 BUNDLE_FORMAT = "signery-bundle/1"
 MAX_BUNDLE_MEMBERS = 100_000  # inode and memory bound; a mirror of thousands of packages still fits
@@ -153,25 +153,10 @@ class Bundle:
         """Copy one package and its signatures out, each checked against the index, all-or-nothing."""
         dest_dir = Path(dest_dir)
         dest_dir.mkdir(parents=True, exist_ok=True)
-        wanted = [(index.filename, index.sha256, index.size)] + [
-            (s.filename, s.sha256, s.size) for s in index.signatures
-        ]
-        temps: list[tuple[Path, str]] = []
-        try:
-            for filename, sha256, size in wanted:
-                temps.append((self._copy_out(_member_name(index, filename), sha256, size, dest_dir), filename))
-            finals = []
-            for tmp, filename in temps:
-                final = dest_dir / check_filename(filename)
-                os.replace(tmp, final)
-                finals.append(final)
-        except BaseException:
-            for tmp, _ in temps:
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
-            raise
-        return FetchedPackage(
-            path=finals[0], name=index.name, version=index.version, signatures=finals[1:], sha256=index.sha256
+        return land_files(
+            index,
+            dest_dir,
+            lambda name, sha256, size: self._copy_out(_member_name(index, name), sha256, size, dest_dir),
         )
 
     def _copy_out(self, member: str, sha256: str, size: int, dest_dir: Path) -> Path:
