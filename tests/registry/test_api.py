@@ -215,3 +215,18 @@ def test_blob_damaged_on_disk(api: TestClient, store: RegistryStore, auth: dict[
     assert error(api.get(doc["download_path"])) == (500, "tampered")
     blob.unlink()
     assert error(api.get(doc["download_path"])) == (500, "tampered")
+
+
+def test_oversize_json_body_refused_before_it_is_buffered(api: TestClient) -> None:
+    # The publish body is parsed before the token is checked, so an anonymous client could make the server hold
+    # an arbitrarily large JSON document in memory; it is refused by size instead, declared or streamed.
+    huge = b'{"package": "' + b"a" * (8 << 20) + b'"}'
+    r = api.post("/api/packages", content=huge, headers={"Content-Type": "application/json"})
+    assert error(r) == (413, "malformed")
+
+    def chunked() -> Any:
+        for _ in range(8):
+            yield b" " * (1 << 20)
+
+    r = api.post("/api/packages", content=chunked(), headers={"Content-Type": "application/json"})
+    assert error(r) == (413, "malformed")
