@@ -64,7 +64,16 @@ class ServiceClient:
     def request(self, method: str, path: str, *, json: Any = None, subject: str | None = None) -> Any:
         for attempt in range(MAX_RETRIES + 1):
             try:
-                response = self._http.request(method, path, json=json)
+                with self._http.stream(method, path, json=json) as response:
+                    body = bytearray()
+                    for chunk in response.iter_bytes():
+                        body += chunk
+                        if len(body) > MAX_RESPONSE_BYTES:
+                            raise EnvironmentFailure(
+                                f"signing service sent an oversized response for {subject or path}",
+                                subject=subject or path,
+                            )
+                    response._content = bytes(body)
             except httpx.HTTPError as exc:
                 raise EnvironmentFailure(
                     f"signing service {self.server} unreachable: {type(exc).__name__}: {exc}", subject=self.server

@@ -201,3 +201,24 @@ def test_server_admin_cli(server: tuple[ServerProcess, str, Path]) -> None:
     assert out.returncode == 0 and "0001 -> 0001" in out.stdout
     out = run_cli("server", "init", *db, home=home)
     assert out.returncode == 2 and "API keys already" in out.stderr
+
+
+def test_a_flooding_server_is_cut_off() -> None:
+    """A hostile server's endless response is refused once over the bound, never buffered whole."""
+    from signery.remote import MAX_RESPONSE_BYTES, ServiceClient
+
+    sent = 0
+
+    def endless() -> Iterator[bytes]:
+        nonlocal sent
+        while sent < 16 * MAX_RESPONSE_BYTES:
+            sent += 1 << 20
+            yield b" " * (1 << 20)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=endless(), headers={"Content-Type": "application/json"})
+
+    client = ServiceClient("http://127.0.0.1:9", "sgy_key", transport=httpx.MockTransport(handler))
+    with pytest.raises(EnvironmentFailure, match="oversized"):
+        client.request("GET", "/v1/keys")
+    assert sent <= MAX_RESPONSE_BYTES + (2 << 20)
