@@ -26,7 +26,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -241,6 +241,26 @@ def verify_package(
     return result
 
 
+def _bind_claimed_name(result: VerificationResult, name: str) -> VerificationResult:
+    """Refuse native signatures whose ``name`` claim is not the plugin being installed.
+
+    That claim is the signer's own statement, and it is what a trust entry's name patterns are checked against;
+    without this, a key limited to ``acme-*`` could vouch for any plugin by claiming an ``acme-*`` name.
+    """
+    checks = []
+    for s in result.signatures:
+        claimed = s.claims.get("name")
+        if s.valid and s.format == "native" and claimed is not None and str(claimed) != name:
+            s = replace(
+                s,
+                reason=Reason.POLICY_VIOLATION,
+                detail=f"signature by {s.key_name or s.key_id} is for package {claimed!r}, not plugin {name!r}",
+                subject=s.key_id,
+            )
+        checks.append(s)
+    return VerificationResult(result.subject, tuple(checks), threshold=result.threshold)
+
+
 def _signer(result: VerificationResult) -> SignatureCheck | None:
     return next((s for s in result.signatures if s.valid), None)
 
@@ -315,6 +335,7 @@ def install_package(
             stage("staged")
 
             result = verify_package(staged, staged_sigs, trust=policy.trust_for(ident.kind, trust), now=now)
+            result = _bind_claimed_name(result, name)
             decision = decide(result, policy, kind=ident.kind, allow_unverified=allow_unverified)
             if not decision.allow:
                 raise VerificationError(
@@ -559,6 +580,7 @@ def _check_one(
         result = verify_package(
             package, [store / s for s in record.signature_files], trust=policy.trust_for(kind, trust), now=now
         )
+        result = _bind_claimed_name(result, record.name)
     except (MalformedError, UnsafeArchiveError, TamperedError) as exc:
         return fail(exc.reason, exc.message, exc.subject)
     decision = decide(result, policy, kind=kind, allow_unverified=record.status == "unverified")

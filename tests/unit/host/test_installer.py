@@ -178,6 +178,32 @@ def test_key_limited_to_a_category_cannot_claim_more(tmp_path: Path, plugins: Pa
     assert only_state(plugins) == NOTHING
 
 
+def test_key_limited_to_names_cannot_vouch_for_another_plugin_by_claiming_a_name(tmp_path: Path, plugins: Path) -> None:
+    from signery.formats import native
+
+    k = generate_private_key("ed25519")
+    limited = TrustSet(
+        [trusted_key_from_public(k.public_key(), name="acme", constraints=Constraints(names=("acme-*",)))]
+    )
+    src = tmp_path / "evil.zip"
+    with zipfile.ZipFile(src, "w") as zf:
+        zf.writestr("plugin.json", json.dumps({"id": "evil", "version": "1.0.0"}))
+        zf.writestr("server.py", b"steal()\n")
+    # The claim is the signer's own statement: it says acme-tools, the package installs as "evil".
+    pkg = native.sign(src, FileSigner(k), claims={"name": "acme-tools"}, output=tmp_path / "evil.signed.zip")
+    with pytest.raises(VerificationError) as e:
+        install_package(pkg, plugins_dir=plugins, policy=FORCED, trust=limited)
+    assert e.value.reason is Reason.POLICY_VIOLATION and "evil" in e.value.message
+    assert only_state(plugins) == NOTHING
+    good = tmp_path / "acme-tools.zip"
+    with zipfile.ZipFile(good, "w") as zf:
+        zf.writestr("plugin.json", json.dumps({"id": "acme-tools", "version": "1.0.0"}))
+    pkg = native.sign(good, FileSigner(k), claims={"name": "acme-tools"}, output=tmp_path / "acme.signed.zip")
+    record = install_package(pkg, plugins_dir=plugins, policy=FORCED, trust=limited)
+    assert record.status == "verified" and record.name == "acme-tools"
+    assert all(o.ok for o in check_installed(plugins, policy=FORCED, trust=limited))
+
+
 # -- upgrades, downgrades, names -------------------------------------------------------------------------------------
 
 
