@@ -97,3 +97,38 @@ def test_air_gapped_bundle_installs_with_signatures_intact(
     ok = run("install", "demo@1.0.0", "--from", str(bundle), "--plugins-dir", str(plugins))
     assert ok.exit_code == 0, ok.output
     assert installed(plugins)["demo"]["status"] == "verified"
+
+
+def test_a_hostile_bundle_cannot_substitute_another_signed_plugin(
+    tmp_path: Path, home: Path, alice: tuple[FileSigner, Path]
+) -> None:
+    """Asked for demo, a bundle (or registry) serves the bytes of another plugin the same key signed: refused."""
+    import hashlib
+    import io
+    import tarfile
+
+    signer, public = alice
+    other = native.sign(dify_package(tmp_path / "o", name="other"), signer, claims={"name": "other"})
+    data = other.read_bytes()
+    index = {
+        "name": "demo",
+        "version": "1.0.0",
+        "filename": "demo-1.0.0.difypkg",
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+    }
+    bundle = tmp_path / "bundle.tar"
+    with tarfile.open(bundle, "w") as tar:
+        for name, blob in (
+            ("index.json", json.dumps({"format": "signery-bundle/1", "packages": [index]}).encode()),
+            ("packages/demo/1.0.0/demo-1.0.0.difypkg", data),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    assert run("trust", "add", str(public), "--name", "alice").exit_code == 0
+    plugins = tmp_path / "plugins"
+    refused = run("install", "demo@1.0.0", "--from", str(bundle), "--plugins-dir", str(plugins))
+    assert refused.exit_code == 1, refused.output
+    assert "other" in refused.output and "demo" in refused.output
+    assert not (plugins / "other").exists()

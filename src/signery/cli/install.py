@@ -140,6 +140,7 @@ def install(
             record = install_package(
                 fetched.path,
                 signatures=[*fetched.signatures, *signatures],
+                expected_name=fetched.name,  # a registry or bundle must not pass another signed plugin off as this
                 expected_version=fetched.version,
                 source=source,
                 **options,
