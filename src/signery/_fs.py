@@ -22,7 +22,9 @@ def _fsync_dir(directory: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_writer(path: Path, *, mode: int = 0o644, overwrite: bool = True) -> Iterator[IO[bytes]]:
-    """Open a temporary file beside ``path``; on success it replaces ``path`` in one rename.
+    """Open a temporary file beside ``path``; on success it becomes ``path`` in one atomic step.
+
+    With ``overwrite=False`` an existing ``path`` is never replaced, even by a writer racing this one.
 
     The temporary file is created with ``mode`` from the start (never wider), so a private key is never readable by
     others, not even for a moment. On any exception the temporary file is removed and ``path`` is untouched.
@@ -41,9 +43,18 @@ def atomic_writer(path: Path, *, mode: int = 0o644, overwrite: bool = True) -> I
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        if not overwrite and path.exists():
-            raise UsageError(f"{path} exists; refusing to overwrite it", subject=str(path), hint="use --force")
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            # link() fails if the name exists, so "create only if absent" is one atomic step, with no window
+            # between a check and the rename for another writer to slip into.
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise UsageError(
+                    f"{path} exists; refusing to overwrite it", subject=str(path), hint="use --force"
+                ) from None
+            tmp.unlink()
         _fsync_dir(directory)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -326,8 +326,10 @@ def save_key_pair(
         for p in (private_path, public_path):
             if Path(p).exists():
                 raise UsageError(f"{p} exists; refusing to overwrite a key", subject=str(p), hint="use --force")
-    atomic_write_bytes(private_path, private_key_pem(key, passphrase=passphrase, fmt=fmt), mode=0o600)
-    atomic_write_bytes(public_path, public_key_pem(key.public_key(), fmt=fmt), mode=0o644)
+    atomic_write_bytes(
+        private_path, private_key_pem(key, passphrase=passphrase, fmt=fmt), mode=0o600, overwrite=overwrite
+    )
+    atomic_write_bytes(public_path, public_key_pem(key.public_key(), fmt=fmt), mode=0o644, overwrite=overwrite)
     return KeyPairPaths(Path(private_path), Path(public_path))
 
 

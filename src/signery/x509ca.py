@@ -204,8 +204,8 @@ def save(
         for p in (cert_path, key_path):
             if p.exists():
                 raise UsageError(f"{p} exists; refusing to overwrite it", subject=str(p), hint="use --force")
-    atomic_write_bytes(key_path, private_key_pem(identity.key, passphrase=passphrase), mode=0o600)
-    atomic_write_bytes(cert_path, identity.chain_pem())
+    atomic_write_bytes(key_path, private_key_pem(identity.key, passphrase=passphrase), mode=0o600, overwrite=overwrite)
+    atomic_write_bytes(cert_path, identity.chain_pem(), overwrite=overwrite)
     return cert_path, key_path
 
 

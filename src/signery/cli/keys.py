@@ -66,8 +66,8 @@ def keygen(
             if p.exists() and not force:
                 raise UsageError(f"{p} exists; refusing to overwrite a key", subject=str(p), hint="use --force")
         key = openpgp.generate_key(uid, algorithm=algorithm or "rsa-3072", passphrase=passphrase)
-        atomic_write_bytes(priv, key.secret_armored.encode(), mode=0o600)
-        atomic_write_bytes(pub, key.public_armored.encode(), mode=0o644)
+        atomic_write_bytes(priv, key.secret_armored.encode(), mode=0o600, overwrite=force)
+        atomic_write_bytes(pub, key.public_armored.encode(), mode=0o644, overwrite=force)
         kid = key.fingerprint
     else:
         from ..keys import generate_private_key, key_id, save_key_pair
