@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servers import ServerProcess, free_port, init_service, run_cli, start_server
+from servers import ServerProcess, free_port, init_service, run_cli, running, start_server
 
 from signery import openpgp
 from signery.errors import ConfigError, EnvironmentFailure, UsageError
@@ -222,3 +222,22 @@ def test_a_flooding_server_is_cut_off() -> None:
     with pytest.raises(EnvironmentFailure, match="oversized"):
         client.request("GET", "/v1/keys")
     assert sent <= MAX_RESPONSE_BYTES + (2 << 20)
+
+
+def test_a_running_service_keeps_its_database_files_private(tmp_path: Path) -> None:
+    """The database, its live SQLite journals (-wal, -shm) and the master key are never readable by others."""
+    import stat
+
+    home = tmp_path / "home"
+    url = f"sqlite:///{home / 'service.db'}"
+    admin = init_service(home, url)
+    with running(home, url) as server:
+        made = httpx.post(
+            f"{server.url}/v1/keys", json={"name": "k", "type": "ed25519"}, headers={"X-API-Key": admin}, timeout=30
+        )
+        assert made.status_code in (200, 201), made.text
+        files = [p for p in home.rglob("*") if p.is_file()]
+        assert any(p.name.endswith("-wal") for p in files), "expected the server to hold a live WAL journal"
+        for p in files:
+            mode = stat.S_IMODE(p.stat().st_mode)
+            assert mode & 0o077 == 0, f"{p.name} has mode {oct(mode)}"

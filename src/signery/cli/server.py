@@ -125,6 +125,9 @@ def server(
     The server refuses to start without a master key or on a database that is not migrated.
     TLS: run it behind a TLS-terminating proxy, or on 127.0.0.1 only.
     """
+    # Everything this process creates (the SQLite database and its -wal/-shm journals, the master key) holds
+    # sealed keys or secrets: private from birth, not chmod-ed after the fact.
+    os.umask(0o077)
     if ctx.invoked_subcommand is not None:
         return
     url = _database_url(database_url)
