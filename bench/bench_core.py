@@ -115,6 +115,8 @@ def main() -> int:
             block = os.urandom(1 << 20)
             for _ in range(args.size_mib):
                 fh.write(block)
+            fh.flush()
+            os.fsync(fh.fileno())  # no writeback of this file may overlap the first measurements
         print(f"# {args.size_mib} MiB file, {os.cpu_count()} cores, median of {args.repeat} runs")
         subprocess.run([*SIGNERY, "keygen", "k", "--out-dir", str(work)], check=True, capture_output=True, env=env)
         priv, pub = str(work / "k.private.pem"), str(work / "k.public.pem")
