@@ -216,12 +216,11 @@ class SignatureDocument:
 # -- packages: what is signed ---------------------------------------------------------------------------------
 
 
-def package_kind(subject: Path, *, detached: bool = False) -> str:
+def package_kind(subject: Path) -> str:
+    """``directory``, ``zip`` (any ZIP, however its signature is stored: the strict reader judges it) or ``file``."""
     if subject.is_dir():
         return "directory"
-    if not detached and is_zip(subject):
-        return "zip"
-    return "file"
+    return "zip" if is_zip(subject) else "file"
 
 
 def detached_path(subject: Path) -> Path:
@@ -294,15 +293,11 @@ def _read_bounded(path: Path) -> bytes:
     return data
 
 
-def _open_kind(subject: Path, detached: bool) -> tuple[str, ZipArchive | None]:
+def _open_kind(subject: Path) -> tuple[str, ZipArchive | None]:
     if not subject.exists():
         raise UsageError(f"{subject} does not exist", subject=str(subject))
-    kind = package_kind(subject, detached=detached)
-    archive = ZipArchive.open(subject) if kind == "zip" or (kind == "file" and is_zip(subject) and detached) else None
-    if archive is not None and kind == "file":
-        # A detached signature over a ZIP still covers its entries, so the strict reader judges it too.
-        kind = "zip"
-    return kind, archive
+    kind = package_kind(subject)
+    return kind, ZipArchive.open(subject) if kind == "zip" else None
 
 
 # -- signing ----------------------------------------------------------------------------------------------------
@@ -339,7 +334,7 @@ def sign(
     subject = Path(subject)
     check_algorithm(digest)
     claim_map = _parse_claims(claims)
-    kind, archive = _open_kind(subject, detached)
+    kind, archive = _open_kind(subject)
     try:
         embed = kind == "zip" and not detached
         if embed and archive is not None and _has_dify_signature(archive):
@@ -409,7 +404,7 @@ def verify(
     """
     subject = Path(subject)
     when = now or datetime.now(UTC)
-    kind, archive = _open_kind(subject, detached=signature is not None)
+    kind, archive = _open_kind(subject)
     try:
         document = _read_document(subject, kind, archive, signature)
         candidates = [_Candidate(env, kid, sig) for env in document.envelopes for kid, sig in env.signatures]
@@ -483,7 +478,7 @@ def _check_contents(c: _Candidate, actual: Sequence[tuple[str, dict[str, bytes]]
     alg = st.digest_algorithm
     signed = [(s.name, s.digest[alg]) for s in st.subjects]
     have = [(n, d[alg].hex()) for n, d in actual]
-    if st.package_kind != kind and not (kind == "zip" and st.package_kind == "file"):
+    if st.package_kind != kind:
         return _fail(c, Reason.TAMPERED, f"signed a {st.package_kind}, found a {kind}", subject=st.package_kind)
     if kind == "file":
         # A lone file is signed for its bytes; renaming the file does not change what was signed.
@@ -539,7 +534,7 @@ def detect(subject: Path, *, signature: Path | None = None) -> bool:
 def inspect(subject: Path, *, signature: Path | None = None) -> dict[str, Any]:
     """The envelopes and what each says, without judging trust."""
     subject = Path(subject)
-    kind, archive = _open_kind(subject, detached=signature is not None)
+    kind, archive = _open_kind(subject)
     try:
         document = _read_document(subject, kind, archive, signature)
     finally:
