@@ -32,9 +32,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any, Literal, NamedTuple, overload
 
 from .digests import MultiHasher
+
+try:  # the optional C accelerator (setup.py); the pure-Python reader below is the reference either way
+    from . import _fastzip
+except ImportError:  # pragma: no cover - exercised where no compiler was available at install time
+    _fastzip = None  # type: ignore[assignment,unused-ignore]
 from .errors import MalformedError, TamperedError, UnsafeArchiveError
 
 _EOCD = b"PK\x05\x06"
@@ -64,6 +69,10 @@ _MAX_EMPTY_DEFLATE = 16  # a directory entry's "compressed" empty body (deflate 
 _CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1: terminal escapes and truncation tricks
 _PARSE_CACHE_SIZE = 4  # detection and verification of one package share one parse
 _DROP_MIN = 4 << 20  # below this, releasing mapped pages costs more than it saves
+_FAST_DIGESTS = frozenset({"sha256", "sha512"})  # what the accelerator hashes (through OpenSSL, like hashlib)
+_FAST_ENTRY_MAX = 16 << 20  # larger entries stream through iter_chunks, with progress within the entry
+_FAST_RUN_ENTRIES = 256  # entries per accelerator call when progress is shown
+_THREADS = min(8, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 _MAX_NAME_BYTES = 1024  # longer than any real path; PATH_MAX-class names are an attack on extractors
 
 
@@ -95,12 +104,15 @@ DEFAULT_LIMITS = ArchiveLimits()
 _PARSE_CACHE: dict[tuple[object, ...], tuple[list[ZipEntry], bytes, int]] = {}
 
 
-@dataclass(frozen=True)
-class ZipEntry:
-    """One entry as the central directory and its local header agree it is."""
+class ZipEntry(NamedTuple):
+    """One entry as the central directory and its local header agree it is.
+
+    A named tuple rather than a dataclass: archives with 100,000 entries create that many, and the accelerator
+    builds them directly.
+    """
 
     name: str
-    index: int
+    position: int  # in the central directory
     is_dir: bool
     method: int
     flags: int
@@ -160,7 +172,7 @@ class ZipArchive:
         self.comment = comment
         self.cd_offset = cd_offset
         self.limits = limits
-        self._by_name = {e.name: e for e in self.entries}
+        self._by_name: dict[str, ZipEntry] | None = None  # built on first use: most readers never look up by name
 
     # -- opening and validation -------------------------------------------------------------------------------
 
@@ -180,7 +192,7 @@ class ZipArchive:
                 identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, limits)
                 cached = _PARSE_CACHE.get(identity)
                 if cached is None:
-                    cached = _parse(mm, size, limits, str(path))
+                    cached = _scan(mm, limits) or _parse(mm, size, limits, str(path))
                     if len(_PARSE_CACHE) >= _PARSE_CACHE_SIZE:
                         _PARSE_CACHE.pop(next(iter(_PARSE_CACHE)))
                     _PARSE_CACHE[identity] = cached
@@ -211,6 +223,8 @@ class ZipArchive:
         return tuple(e for e in self.entries if not e.is_dir)
 
     def get(self, name: str) -> ZipEntry | None:
+        if self._by_name is None:
+            self._by_name = {e.name: e for e in self.entries}
         return self._by_name.get(name)
 
     @property
@@ -320,20 +334,92 @@ class ZipArchive:
         exclude: Iterable[str] = (),
         progress: Callable[[int], None] | None = None,
     ) -> list[tuple[ZipEntry, dict[str, bytes]]]:
-        """Digest every file entry (in archive order) except ``exclude``, each byte decompressed once."""
+        """Digest every file entry (in archive order) except ``exclude``, each byte decompressed once.
+
+        Runs of small entries go to the accelerator when it is built and one SHA-2 digest is asked for: it inflates,
+        checks and hashes them on every core. Should it fail to confirm any entry of a run, the run is read again
+        here, entry by entry, so that the error raised is the reference's, with its reason.
+        """
         algs = tuple(algorithms)
         skip = set(exclude)
+        todo = [e for e in self.files if e.name not in skip]
+        if len(algs) == 1:
+            digests = self._digests(todo, algs[0], progress, as_hex=False)
+            return [(e, {algs[0]: d}) for e, d in zip(todo, digests, strict=True)]
         out: list[tuple[ZipEntry, dict[str, bytes]]] = []
-        for e in self.files:
-            if e.name in skip:
-                continue
+        for e in todo:
             out.append((e, self.hash_entry(e, algs)))
             if progress:
                 progress(e.compressed_size)
         return out
 
+    def hex_digests(
+        self, algorithm: str, *, exclude: Iterable[str] = (), progress: Callable[[int], None] | None = None
+    ) -> list[tuple[str, str]]:
+        """``(name, hex digest)`` of every file entry in archive order except ``exclude``."""
+        skip = set(exclude)
+        todo = [e for e in self.files if e.name not in skip]
+        return list(zip([e.name for e in todo], self._digests(todo, algorithm, progress, as_hex=True), strict=True))
+
+    @overload
+    def _digests(
+        self, todo: list[ZipEntry], alg: str, progress: Callable[[int], None] | None, *, as_hex: Literal[True]
+    ) -> list[str]: ...
+    @overload
+    def _digests(
+        self, todo: list[ZipEntry], alg: str, progress: Callable[[int], None] | None, *, as_hex: Literal[False]
+    ) -> list[bytes]: ...
+    def _digests(
+        self, todo: list[ZipEntry], alg: str, progress: Callable[[int], None] | None, *, as_hex: bool
+    ) -> list[str] | list[bytes]:
+        """One digest per entry, in order. Runs of small entries go to the accelerator when it is built and can
+        compute ``alg``: it inflates, checks and hashes them on every core. Should it fail to confirm any entry of
+        a run, the run is read again here, entry by entry, so that the error raised is the reference's.
+        """
+        out: list[Any] = []
+        fast = _fastzip is not None and alg in _FAST_DIGESTS
+        run: list[ZipEntry] = []
+
+        def slow(e: ZipEntry) -> bytes | str:
+            d = self.hash_entry(e, (alg,))[alg]
+            return d.hex() if as_hex else d
+
+        def flush() -> None:
+            digests = _fastzip.digest(self._map, run, alg, _THREADS, as_hex)
+            out.extend(digests if not isinstance(digests, int) else [slow(e) for e in run])
+            if progress:
+                progress(sum(e.compressed_size for e in run))
+            run.clear()
+
+        for e in todo:
+            if fast and e.size < _FAST_ENTRY_MAX and e.compressed_size < _FAST_ENTRY_MAX:
+                run.append(e)
+                if progress and len(run) >= _FAST_RUN_ENTRIES:
+                    flush()  # so that progress moves
+                continue
+            if run:
+                flush()
+            out.append(slow(e))
+            if progress:
+                progress(e.compressed_size)
+        if run:
+            flush()
+        return out
+
     def raw_bytes(self, start: int, end: int) -> memoryview:
         return memoryview(self._map)[start:end]
+
+
+def _scan(mm: mmap.mmap, limits: ArchiveLimits) -> tuple[list[ZipEntry], bytes, int] | None:
+    """The accelerator's parse of a plain archive, or ``None`` when :func:`_parse` must judge it.
+
+    The accelerator accepts only archives that :func:`_parse` accepts too, with the same result (tested
+    differentially); it never refuses anything itself, so every refusal comes from the reference with its reason.
+    """
+    if _fastzip is None:
+        return None
+    bounds = (limits.max_entries, limits.max_total_size, limits.max_entry_size, limits.max_ratio, limits.ratio_floor)
+    return _fastzip.scan(mm, bounds, ZipEntry)  # type: ignore[no-any-return]
 
 
 def _parse(mm: mmap.mmap, size: int, limits: ArchiveLimits, where: str) -> tuple[list[ZipEntry], bytes, int]:
@@ -688,7 +774,7 @@ def _rebuild(
             out.write(archive.raw_bytes(start, min(e.end_offset, start + (64 << 20))))
         rec = bytearray(e.cd_record)
         struct.pack_into("<I", rec, 42, pos)
-        indexed.append((e.index, bytes(rec)))
+        indexed.append((e.position, bytes(rec)))
         pos += e.end_offset - e.header_offset
     records = [rec for _, rec in sorted(indexed)]  # central-directory order stays as it was
     _finish(out, records, pos, add, comment)

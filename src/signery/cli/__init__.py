@@ -5,6 +5,7 @@ Subcommands are imported only when run (a lazy group), so ``signery verify`` sta
 
 from __future__ import annotations
 
+import gc
 import importlib
 from typing import Any
 
@@ -63,6 +64,11 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     """Entry point of the ``signery`` console script."""
+    # What is imported by now lives as long as the process: keep it out of the collector's sight, and collect
+    # less often (as mypy does). Verifying a package of 10,000 files allocates a few hundred thousand objects
+    # and almost no cycles; with the default thresholds the collector costs more than the verification.
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
     return cli.main(args=argv, prog_name="signery")
 
 

@@ -51,9 +51,17 @@ __all__ = ["FORMATS", "get_format"]
 
 
 def _zip_with_comment(subject: Path) -> bool:
-    from ..archive import is_zip
-
-    return subject.is_file() and is_zip(subject)
+    """False only for a file whose last 22 bytes are an end-of-central-directory record with no comment."""
+    try:
+        with Path(subject).open("rb") as fh:
+            size = fh.seek(0, 2)
+            if size < 22:
+                return False
+            fh.seek(size - 22)
+            tail = fh.read(22)
+    except OSError:
+        return False
+    return not (tail[:4] == b"PK\x05\x06" and tail[20:22] == b"\x00\x00")
 
 
 def _sidecar(*suffixes: str) -> Callable[[Path], bool]:

@@ -33,7 +33,6 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +100,8 @@ class PluginManifest:
 
 
 def official_key_pem() -> bytes:
+    from importlib import resources  # only here: importing it costs more than verifying a small plugin
+
     return resources.files("signery.data").joinpath(OFFICIAL_KEY_RESOURCE).read_bytes()
 
 

@@ -429,3 +429,63 @@ def test_copy_of_signed_directory_elsewhere_still_verifies(tmp_path: Path, signe
     other = tmp_path / "copy"
     shutil.copytree(d, other)
     assert native.verify(other, trust=trust_of(signers["ed25519"]), signature=sidecar).verified
+
+
+# -- verification by reconstruction: the subject array is compared as bytes, and parsed only when it differs ------
+
+
+def _resign(path: Path, s: FileSigner, payload: bytes) -> None:
+    sig = s.sign(native.pae(native.PAYLOAD_TYPE, payload))
+    env = native.Envelope(payload, ((s.key_id, sig),))
+    _replace_entry(path, ENTRY, native.SignatureDocument((env,)).to_bytes())
+
+
+def _payload_of(path: Path) -> bytes:
+    return native.Envelope.from_dict(_document(path)["envelopes"][0]).payload
+
+
+def test_a_statement_in_another_json_layout_still_verifies(tmp_path: Path, signers: dict[str, FileSigner]) -> None:
+    # Another implementation may write the same statement with other key order and whitespace: it is parsed whole.
+    s = signers["ed25519"]
+    signed = native.sign(make_zip(tmp_path / "a.zip"), s)
+    doc = json.loads(_payload_of(signed))
+    for layout in (json.dumps(doc, indent=2).encode(), json.dumps(dict(reversed(doc.items()))).encode()):
+        assert native._split_payload(layout) is None
+        _resign(signed, s, layout)
+        assert check(signed, trust_of(s)) == (True, None, None)
+    doc["subject"][1]["digest"]["sha256"] = "00" * 32
+    _resign(signed, s, json.dumps(doc, indent=2).encode())
+    assert check(signed, trust_of(s))[:2] == (False, Reason.TAMPERED)
+
+
+def test_names_that_need_json_escapes_verify(tmp_path: Path, signers: dict[str, FileSigner]) -> None:
+    s = signers["ed25519"]
+    files = {'say "hi".txt': b"1", "plain.txt": b"2"}
+    signed = native.sign(make_zip(tmp_path / "q.zip", files), s)
+    assert b'say \\"hi\\".txt' in _payload_of(signed)
+    assert check(signed, trust_of(s)) == (True, None, None)
+    _replace_entry(signed, 'say "hi".txt', b"changed")
+    assert check(signed, trust_of(s)) == (False, Reason.TAMPERED, 'say "hi".txt')
+
+
+def test_a_broken_subject_array_is_malformed(tmp_path: Path, signers: dict[str, FileSigner]) -> None:
+    # The head parses, the array does not: the package is hashed, the bytes differ, the full parse says why.
+    s = signers["ed25519"]
+    signed = native.sign(make_zip(tmp_path / "a.zip"), s)
+    payload = _payload_of(signed)
+    head, body = native._split_payload(payload)  # type: ignore[misc]
+    _resign(signed, s, head + body + b",{]}")
+    assert check(signed, trust_of(s))[:2] == (False, Reason.MALFORMED)
+
+
+def test_the_last_subject_key_decides_as_in_a_full_parse(tmp_path: Path, signers: dict[str, FileSigner]) -> None:
+    # A duplicate "subject" member earlier in the object cannot smuggle other contents past the byte comparison.
+    s = signers["ed25519"]
+    signed = native.sign(make_zip(tmp_path / "a.zip"), s)
+    payload = _payload_of(signed)
+    head, body = native._split_payload(payload)  # type: ignore[misc]
+    evil = head.replace(b'{"_type"', b'{"subject":[{"digest":{"sha256":"00"},"name":"x"}],"_type"', 1)
+    _resign(signed, s, evil + body + b"]}")
+    assert check(signed, trust_of(s)) == (True, None, None)  # json.loads keeps the last member: the real subjects
+    doc = json.loads(evil + body + b"]}")
+    assert [x["name"] for x in doc["subject"]] == sorted(FILES, key=list(FILES).index)

@@ -1,0 +1,617 @@
+/* signery._fastzip: an optional accelerator for signery.archive.
+ *
+ * It does two things, both for the common case only:
+ *
+ *   scan(buffer, limits, entry_type)  parses and validates a ZIP archive whose every entry is plain (ASCII name,
+ *                                     no ZIP64, entries laid out in central-directory order) and returns what
+ *                                     signery.archive._parse would return for it.
+ *   digest(buffer, entries, algorithm, threads[, hex])
+ *                                     inflates each entry, checks its CRC-32 and size, and hashes it (SHA-256 or
+ *                                     SHA-512 through OpenSSL), on several threads without the GIL.
+ *
+ * Neither ever refuses anything itself. Whenever the input is unusual or wrong in any way, scan() returns None
+ * and digest() returns the index of the first entry it could not confirm; signery.archive then runs its pure
+ * Python reader, which is the reference and the only place where refusals (with their reasons) are made. So
+ * this module can only make the common case fast: it cannot accept what the reference would refuse, and the
+ * test suite checks that differentially (tests/unit/test_fastzip.py).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <zlib.h>
+#ifdef HAVE_LIBDEFLATE
+#include <libdeflate.h>
+#endif
+
+#define U16MAX 0xFFFFu
+#define U32MAX 0xFFFFFFFFu
+#define MAX_NAME 1024
+#define MAX_EMPTY_DEFLATE 16
+#define FLAG_ENCRYPTED 0x1u
+#define FLAG_DATA_DESCRIPTOR 0x8u
+#define FLAG_STRONG 0x40u
+#define FLAG_MASKED 0x2000u
+#define S_TYPE 0170000u
+#define S_LNK 0120000u
+#define S_REG 0100000u
+#define S_DIR 0040000u
+#define N_FIELDS 13
+#define DROP_MIN (4u << 20)
+#define OUT_CHUNK (256u << 10)
+
+static inline uint16_t rd16(const unsigned char *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline uint32_t rd32(const unsigned char *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static inline uint64_t rd64(const unsigned char *p) { return (uint64_t)rd32(p) | ((uint64_t)rd32(p + 4) << 32); }
+
+/* An ASCII name that signery.archive.check_entry_name accepts without question; anything else falls back. */
+static int plain_name(const unsigned char *n, Py_ssize_t len) {
+    if (len < 1 || len > MAX_NAME) return 0;
+    for (Py_ssize_t i = 0; i < len; i++) {
+        unsigned char c = n[i];
+        if (c < 0x20 || c > 0x7e || c == '\\') return 0;
+    }
+    if (n[0] == '/' || (len >= 2 && n[1] == ':')) return 0;
+    Py_ssize_t end = len;
+    while (end > 0 && n[end - 1] == '/') end--;
+    Py_ssize_t start = 0;
+    for (Py_ssize_t i = 0; i <= end; i++) {
+        if (i == end || n[i] == '/') {
+            Py_ssize_t part = i - start;
+            if (part == 0) return 0;
+            if (part == 1 && n[start] == '.') return 0;
+            if (part == 2 && n[start] == '.' && n[start + 1] == '.') return 0;
+            start = i + 1;
+        }
+    }
+    return 1;
+}
+
+/* Whether an extra-field block holds an Info-ZIP Unicode Path field (0x7075): the reference judges those. */
+static int has_unicode_path(const unsigned char *x, Py_ssize_t len) {
+    Py_ssize_t i = 0;
+    while (i + 4 <= len) {
+        uint16_t tag = rd16(x + i), ln = rd16(x + i + 2);
+        if (tag == 0x7075) return 1;
+        i += 4 + (Py_ssize_t)ln;
+    }
+    return 0;
+}
+
+/* A set of folded names (open addressing over an arena), to find duplicates and files that are also dirs. */
+typedef struct {
+    uint64_t hash;
+    uint32_t off, len;
+    int used, is_file;
+} Slot;
+
+typedef struct {
+    Slot *slots;
+    size_t mask;
+    char *arena;
+    size_t used, cap;
+} NameSet;
+
+static uint64_t fnv1a(const char *p, size_t len) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+    return h;
+}
+
+static int ns_init(NameSet *ns, size_t entries) {
+    size_t size = 16;
+    while (size < entries * 2) size <<= 1;
+    ns->slots = calloc(size, sizeof(Slot));
+    ns->mask = size - 1;
+    ns->cap = 1 << 16;
+    ns->used = 0;
+    ns->arena = malloc(ns->cap);
+    return ns->slots && ns->arena;
+}
+
+static void ns_free(NameSet *ns) {
+    free(ns->slots);
+    free(ns->arena);
+}
+
+static Slot *ns_find(const NameSet *ns, const char *p, size_t len, uint64_t h) {
+    for (size_t i = h & ns->mask;; i = (i + 1) & ns->mask) {
+        Slot *slot = &ns->slots[i];
+        if (!slot->used) return slot;
+        if (slot->hash == h && slot->len == len && memcmp(ns->arena + slot->off, p, len) == 0) return slot;
+    }
+}
+
+/* 1 added, 0 already there, -1 out of memory. The table never fills: it has twice as many slots as entries. */
+static int ns_add(NameSet *ns, const char *p, size_t len, int is_file) {
+    uint64_t h = fnv1a(p, len);
+    Slot *slot = ns_find(ns, p, len, h);
+    if (slot->used) return 0;
+    if (ns->used + len > ns->cap) {
+        size_t cap = ns->cap;
+        while (ns->used + len > cap) cap <<= 1;
+        char *grown = realloc(ns->arena, cap);
+        if (!grown) return -1;
+        ns->arena = grown;
+        ns->cap = cap;
+    }
+    memcpy(ns->arena + ns->used, p, len);
+    *slot = (Slot){h, (uint32_t)ns->used, (uint32_t)len, 1, is_file};
+    ns->used += len;
+    return 1;
+}
+
+/* Whether any name lies under another name that is a file ("a" a file, "a/b" an entry). */
+static int ns_file_as_dir(const NameSet *ns) {
+    for (size_t i = 0; i <= ns->mask; i++) {
+        const Slot *slot = &ns->slots[i];
+        if (!slot->used) continue;
+        const char *name = ns->arena + slot->off;
+        for (uint32_t k = 1; k < slot->len; k++) {
+            if (name[k] != '/') continue;
+            const Slot *prefix = ns_find(ns, name, k, fnv1a(name, k));
+            if (prefix->used && prefix->is_file) return 1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *scan(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer view;
+    unsigned long long max_entries, max_total, max_entry, max_ratio, ratio_floor;
+    PyObject *entry_type;
+    if (!PyArg_ParseTuple(args, "y*(KKKKK)O", &view, &max_entries, &max_total, &max_entry, &max_ratio, &ratio_floor,
+                          &entry_type))
+        return NULL;
+    if (!PyType_Check(entry_type) || !PyType_IsSubtype((PyTypeObject *)entry_type, &PyTuple_Type)) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_TypeError, "entry_type must be a tuple subclass");
+        return NULL;
+    }
+    const unsigned char *m = view.buf;
+    const Py_ssize_t size = view.len;
+    PyObject *entries = NULL, *result = NULL;
+    NameSet names = {0};
+
+    if (size < 22) goto slow;
+    /* The last end-of-central-directory signature must be the one whose comment runs exactly to the end. */
+    Py_ssize_t tail = size - 22 - 0xFFFF;
+    if (tail < 0) tail = 0;
+    Py_ssize_t pos = -1;
+    for (Py_ssize_t i = size - 4; i >= tail; i--) {
+        if (m[i] == 'P' && m[i + 1] == 'K' && m[i + 2] == 5 && m[i + 3] == 6) {
+            pos = i;
+            break;
+        }
+    }
+    if (pos < 0 || pos + 22 > size) goto slow;
+    const unsigned char *e = m + pos;
+    uint16_t disk = rd16(e + 4), cd_disk = rd16(e + 6), n_disk = rd16(e + 8), n_total = rd16(e + 10);
+    uint32_t cd_size = rd32(e + 12), cd_offset = rd32(e + 16);
+    uint16_t comment_len = rd16(e + 20);
+    if (pos + 22 + (Py_ssize_t)comment_len != size) goto slow;
+    if (disk || cd_disk || n_disk != n_total) goto slow;
+    if (cd_size == U32MAX || cd_offset == U32MAX || n_total == U16MAX) goto slow;
+    if (n_total > max_entries) goto slow;
+    const Py_ssize_t cd_end = pos;
+    if ((Py_ssize_t)cd_offset + (Py_ssize_t)cd_size != cd_end) goto slow;
+
+    entries = PyList_New(n_total);
+    if (!entries) goto error;
+    if (!ns_init(&names, n_total)) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    Py_ssize_t p = cd_offset;
+    unsigned long long total = 0;
+    Py_ssize_t expected = 0; /* entries must tile the file in central-directory order */
+    char lower[MAX_NAME];
+    for (Py_ssize_t index = 0; index < n_total; index++) {
+        if (p + 46 > cd_end || memcmp(m + p, "PK\x01\x02", 4) != 0) goto slow;
+        const unsigned char *r = m + p;
+        uint16_t flags = rd16(r + 8), method = rd16(r + 10);
+        uint32_t crc = rd32(r + 16), csize = rd32(r + 20), usize = rd32(r + 24);
+        uint16_t nlen = rd16(r + 28), xlen = rd16(r + 30), clen = rd16(r + 32), disk_start = rd16(r + 34);
+        uint32_t ext_attr = rd32(r + 38), hoff = rd32(r + 42);
+        Py_ssize_t rec_end = p + 46 + nlen + xlen + clen;
+        if (rec_end > cd_end) goto slow;
+        const unsigned char *name = r + 46;
+        if (!plain_name(name, nlen)) goto slow;
+        if (has_unicode_path(name + nlen, xlen)) goto slow;
+        if (usize == U32MAX || csize == U32MAX || hoff == U32MAX || disk_start == U16MAX) goto slow;
+        if (flags & (FLAG_ENCRYPTED | FLAG_STRONG | FLAG_MASKED)) goto slow;
+        if (method != 0 && method != 8) goto slow;
+        int is_dir = name[nlen - 1] == '/';
+        uint32_t mode = (ext_attr >> 16) & 0xFFFFu;
+        if (mode) {
+            uint32_t ftype = mode & S_TYPE;
+            if (ftype == S_LNK) goto slow;
+            if (ftype != 0 && ftype != S_REG && ftype != S_DIR) goto slow;
+            if (ftype != 0 && (ftype == S_DIR) != is_dir) goto slow;
+        }
+        if (is_dir && (usize || csize > MAX_EMPTY_DEFLATE)) goto slow;
+        if (usize > max_entry) goto slow;
+        total += usize;
+        if (total > max_total) goto slow;
+        if (usize > ratio_floor && (unsigned long long)usize > max_ratio * (csize ? csize : 1)) goto slow;
+        if (method == 0 && csize != usize) goto slow;
+        /* The local header must repeat what the central directory says. */
+        if ((Py_ssize_t)hoff != expected) goto slow;
+        if ((Py_ssize_t)hoff + 30 > (Py_ssize_t)cd_offset || memcmp(m + hoff, "PK\x03\x04", 4) != 0) goto slow;
+        const unsigned char *l = m + hoff;
+        uint16_t lflags = rd16(l + 6), lmethod = rd16(l + 8);
+        uint32_t lcrc = rd32(l + 14), lcsize = rd32(l + 18), lusize = rd32(l + 22);
+        uint16_t lnlen = rd16(l + 26), lxlen = rd16(l + 28);
+        if ((Py_ssize_t)hoff + 30 + lnlen + lxlen > (Py_ssize_t)cd_offset) goto slow;
+        if (lnlen != nlen || memcmp(l + 30, name, nlen) != 0) goto slow;
+        if (lmethod != method || (lflags & ~FLAG_DATA_DESCRIPTOR) != (flags & ~FLAG_DATA_DESCRIPTOR)) goto slow;
+        if (has_unicode_path(l + 30 + lnlen, lxlen)) goto slow;
+        Py_ssize_t data_offset = (Py_ssize_t)hoff + 30 + lnlen + lxlen;
+        Py_ssize_t end = data_offset + csize;
+        if (end > (Py_ssize_t)cd_offset) goto slow;
+        if (lflags & FLAG_DATA_DESCRIPTOR) {
+            Py_ssize_t avail = (Py_ssize_t)cd_offset - end;
+            if (avail > 24) avail = 24;
+            const unsigned char *d = m + end;
+            Py_ssize_t off = (avail >= 4 && memcmp(d, "PK\x07\x08", 4) == 0) ? 4 : 0;
+            if (avail >= off + 12 && rd32(d + off) == crc && rd32(d + off + 4) == csize &&
+                rd32(d + off + 8) == usize)
+                end += off + 12;
+            else if (avail >= off + 20 && rd32(d + off) == crc && rd64(d + off + 4) == csize &&
+                     rd64(d + off + 12) == usize)
+                end += off + 20;
+            else
+                goto slow;
+        } else if (lcrc != crc || lcsize != csize || lusize != usize) {
+            goto slow;
+        }
+        expected = end;
+
+        /* Duplicates after case folding (ASCII: NFC is the identity and casefold is lower-casing). */
+        Py_ssize_t flen = nlen;
+        while (flen > 0 && name[flen - 1] == '/') flen--;
+        for (Py_ssize_t i = 0; i < flen; i++) {
+            unsigned char c = name[i];
+            lower[i] = (char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
+        }
+        int added = ns_add(&names, lower, (size_t)flen, !is_dir);
+        if (added < 0) {
+            PyErr_NoMemory();
+            goto error;
+        }
+        if (added == 0) goto slow;
+
+        PyObject *item = ((PyTypeObject *)entry_type)->tp_alloc((PyTypeObject *)entry_type, N_FIELDS);
+        if (!item) goto error;
+        PyObject *fields[N_FIELDS] = {
+            PyUnicode_DecodeASCII((const char *)name, nlen, NULL),
+            PyLong_FromSsize_t(index),
+            PyBool_FromLong(is_dir),
+            PyLong_FromLong(method),
+            PyLong_FromLong(flags),
+            PyLong_FromUnsignedLong(crc),
+            PyLong_FromUnsignedLong(csize),
+            PyLong_FromUnsignedLong(usize),
+            PyLong_FromUnsignedLong(hoff),
+            PyLong_FromSsize_t(data_offset),
+            PyLong_FromSsize_t(end),
+            PyLong_FromUnsignedLong(mode),
+            PyBytes_FromStringAndSize((const char *)r, rec_end - p),
+        };
+        int bad = 0;
+        for (int i = 0; i < N_FIELDS; i++) {
+            if (!fields[i]) bad = 1;
+            PyTuple_SET_ITEM(item, i, fields[i] ? fields[i] : Py_NewRef(Py_None));
+        }
+        PyList_SET_ITEM(entries, index, item);
+        if (bad) goto error;
+        p = rec_end;
+    }
+    if (p != cd_end || expected != (Py_ssize_t)cd_offset) goto slow;
+
+    /* No entry may lie under a file of the same (folded) name. */
+    if (ns_file_as_dir(&names)) goto slow;
+    PyObject *comment = PyBytes_FromStringAndSize((const char *)m + pos + 22, comment_len);
+    if (!comment) goto error;
+    result = Py_BuildValue("(NNn)", entries, comment, (Py_ssize_t)cd_offset);
+    ns_free(&names);
+    PyBuffer_Release(&view);
+    return result;
+
+slow:
+    ns_free(&names);
+    PyBuffer_Release(&view);
+    Py_XDECREF(entries);
+    Py_RETURN_NONE;
+error:
+    ns_free(&names);
+    PyBuffer_Release(&view);
+    Py_XDECREF(entries);
+    return NULL;
+}
+
+/* -- digest ---------------------------------------------------------------------------------------------------- */
+
+typedef struct {
+    Py_ssize_t offset, csize, usize;
+    uint32_t crc;
+    int method;
+} Span;
+
+typedef struct {
+    const unsigned char *base;
+    Py_ssize_t base_len;
+    const Span *spans;
+    Py_ssize_t first, last; /* [first, last) */
+    const EVP_MD *md;
+    unsigned char *out; /* digest_size bytes per span */
+    unsigned int digest_size;
+    Py_ssize_t failed; /* first span index that did not check out, or -1 */
+} Job;
+
+typedef struct {
+    EVP_MD_CTX *ctx;
+    unsigned char *buf;
+    size_t cap;
+#ifdef HAVE_LIBDEFLATE
+    struct libdeflate_decompressor *d;
+#else
+    z_stream z;
+    int z_ok;
+#endif
+} Worker;
+
+static void drop_pages(const unsigned char *base, Py_ssize_t start, Py_ssize_t end) {
+    if (end - start < (Py_ssize_t)DROP_MIN) return;
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)(base + start), b = (uintptr_t)(base + end);
+    a -= a % (uintptr_t)page;
+    madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+static uint32_t crc_update(uint32_t crc, const unsigned char *p, Py_ssize_t len) {
+    while (len > 0) {
+        Py_ssize_t step = len > (1 << 30) ? (1 << 30) : len;
+#ifdef HAVE_LIBDEFLATE
+        crc = libdeflate_crc32(crc, p, (size_t)step);
+#else
+        crc = (uint32_t)crc32(crc, p, (uInt)step);
+#endif
+        p += step;
+        len -= step;
+    }
+    return crc;
+}
+
+/* 1 when the span inflates to exactly its size and CRC, feeding the hash; 0 otherwise. */
+static int check_span(const Job *job, const Span *s, Worker *w, unsigned char *digest_out) {
+    if (s->offset < 0 || s->csize < 0 || s->usize < 0 || s->offset + s->csize > job->base_len) return 0;
+    const unsigned char *data = job->base + s->offset;
+    if (EVP_DigestInit_ex(w->ctx, job->md, NULL) != 1) return 0;
+    uint32_t crc = 0;
+    if (s->method == 0) {
+        if (s->csize != s->usize) return 0;
+        crc = crc_update(0, data, s->csize);
+        if (EVP_DigestUpdate(w->ctx, data, (size_t)s->csize) != 1) return 0;
+    } else {
+#ifdef HAVE_LIBDEFLATE
+        /* Whole-entry decompression: the size is known, so any other length of output is an error. */
+        if ((size_t)s->usize > w->cap) {
+            unsigned char *grown = realloc(w->buf, (size_t)s->usize);
+            if (!grown) return 0;
+            w->buf = grown;
+            w->cap = (size_t)s->usize;
+        }
+        size_t used = 0;
+        if (libdeflate_deflate_decompress_ex(w->d, data, (size_t)s->csize, w->buf, (size_t)s->usize, &used, NULL) !=
+            LIBDEFLATE_SUCCESS)
+            return 0;
+        if (used != (size_t)s->csize) return 0; /* bytes after the end of the compressed stream */
+        crc = crc_update(0, w->buf, s->usize);
+        if (EVP_DigestUpdate(w->ctx, w->buf, (size_t)s->usize) != 1) return 0;
+#else
+        z_stream *z = &w->z;
+        if (inflateReset(z) != Z_OK) return 0;
+        Py_ssize_t fed = 0, produced = 0;
+        z->avail_in = 0;
+        int ret = Z_OK;
+        while (ret != Z_STREAM_END) {
+            if (z->avail_in == 0 && fed < s->csize) {
+                Py_ssize_t step = s->csize - fed;
+                if (step > (1 << 30)) step = 1 << 30;
+                z->next_in = (Bytef *)(data + fed);
+                z->avail_in = (uInt)step;
+                fed += step;
+            }
+            z->next_out = w->buf;
+            z->avail_out = (uInt)w->cap;
+            ret = inflate(z, Z_NO_FLUSH);
+            if (ret != Z_OK && ret != Z_STREAM_END) return 0; /* corrupt, or truncated (Z_BUF_ERROR) */
+            size_t got = w->cap - z->avail_out;
+            produced += (Py_ssize_t)got;
+            if (produced > s->usize) return 0;
+            if (got) {
+                crc = crc_update(crc, w->buf, (Py_ssize_t)got);
+                if (EVP_DigestUpdate(w->ctx, w->buf, got) != 1) return 0;
+            }
+        }
+        if (z->avail_in != 0 || fed != s->csize) return 0; /* bytes after the end of the compressed stream */
+        if (produced != s->usize) return 0;
+#endif
+    }
+    drop_pages(job->base, s->offset, s->offset + s->csize);
+    if (crc != s->crc) return 0;
+    unsigned int n = 0;
+    return EVP_DigestFinal_ex(w->ctx, digest_out, &n) == 1 && n == job->digest_size;
+}
+
+static void *run_job(void *arg) {
+    Job *job = arg;
+    Worker w;
+    memset(&w, 0, sizeof w);
+    w.ctx = EVP_MD_CTX_new();
+    w.cap = OUT_CHUNK;
+    w.buf = malloc(w.cap);
+#ifdef HAVE_LIBDEFLATE
+    w.d = libdeflate_alloc_decompressor();
+    int ready = w.d != NULL;
+#else
+    w.z_ok = inflateInit2(&w.z, -15) == Z_OK;
+    int ready = w.z_ok;
+#endif
+    if (!w.ctx || !w.buf || !ready) {
+        job->failed = job->first;
+    } else {
+        for (Py_ssize_t i = job->first; i < job->last; i++) {
+            if (!check_span(job, &job->spans[i], &w, job->out + (size_t)i * job->digest_size)) {
+                job->failed = i;
+                break;
+            }
+        }
+    }
+#ifdef HAVE_LIBDEFLATE
+    if (w.d) libdeflate_free_decompressor(w.d);
+#else
+    if (w.z_ok) inflateEnd(&w.z);
+#endif
+    free(w.buf);
+    EVP_MD_CTX_free(w.ctx);
+    return NULL;
+}
+
+/* Entry fields read from signery.archive.ZipEntry (a named tuple), by position. */
+enum { F_METHOD = 3, F_CRC = 5, F_CSIZE = 6, F_SIZE = 7, F_DATA = 9 };
+
+static int read_span(PyObject *entry, Span *s) {
+    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != N_FIELDS) {
+        PyErr_SetString(PyExc_TypeError, "entries must be ZipEntry tuples");
+        return -1;
+    }
+    s->offset = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, F_DATA));
+    s->csize = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, F_CSIZE));
+    s->usize = PyLong_AsSsize_t(PyTuple_GET_ITEM(entry, F_SIZE));
+    s->crc = (uint32_t)PyLong_AsUnsignedLong(PyTuple_GET_ITEM(entry, F_CRC));
+    s->method = (int)PyLong_AsLong(PyTuple_GET_ITEM(entry, F_METHOD));
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static PyObject *digest(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer view;
+    PyObject *entries_obj;
+    const char *algorithm;
+    int threads, as_hex = 0;
+    if (!PyArg_ParseTuple(args, "y*Osi|p", &view, &entries_obj, &algorithm, &threads, &as_hex)) return NULL;
+    const EVP_MD *md = NULL;
+    if (strcmp(algorithm, "sha256") == 0)
+        md = EVP_sha256();
+    else if (strcmp(algorithm, "sha512") == 0)
+        md = EVP_sha512();
+    if (!md) {
+        PyBuffer_Release(&view);
+        PyErr_Format(PyExc_ValueError, "unsupported algorithm %s", algorithm);
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(entries_obj, "entries must be a sequence");
+    if (!seq) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    unsigned int dsize = (unsigned int)EVP_MD_size(md);
+    Span *spans = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Span));
+    unsigned char *out = PyMem_Malloc(n ? (size_t)n * dsize : 1);
+    PyObject *result = NULL;
+    if (!spans || !out) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t weight = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (read_span(PySequence_Fast_GET_ITEM(seq, i), &spans[i]) < 0) goto done;
+        weight += spans[i].csize + 64;
+    }
+    if (threads < 1) threads = 1;
+    if (threads > 16) threads = 16;
+    if (threads > n) threads = n ? (int)n : 1;
+    /* Too little work to be worth a thread: about 1 MiB of compressed data each. */
+    if (weight / (1 << 20) + 1 < threads) threads = (int)(weight / (1 << 20) + 1);
+    Job jobs[16];
+    /* Contiguous ranges of about equal compressed weight. */
+    Py_ssize_t at = 0, acc = 0;
+    for (int t = 0; t < threads; t++) {
+        jobs[t] = (Job){view.buf, view.len, spans, at, at, md, out, dsize, -1};
+        Py_ssize_t goal = weight / threads * (t + 1);
+        while (at < n && (acc < goal || t == threads - 1)) {
+            acc += spans[at].csize + 64;
+            at++;
+        }
+        jobs[t].last = at;
+    }
+    pthread_t tids[16];
+    int started[16] = {0};
+    Py_BEGIN_ALLOW_THREADS;
+    for (int t = 1; t < threads; t++) started[t] = pthread_create(&tids[t], NULL, run_job, &jobs[t]) == 0;
+    run_job(&jobs[0]);
+    for (int t = 1; t < threads; t++) {
+        if (started[t])
+            pthread_join(tids[t], NULL);
+        else
+            run_job(&jobs[t]);
+    }
+    Py_END_ALLOW_THREADS;
+    for (int t = 0; t < threads; t++) {
+        if (jobs[t].failed >= 0) {
+            result = PyLong_FromSsize_t(jobs[t].failed);
+            goto done;
+        }
+    }
+    result = PyList_New(n);
+    if (!result) goto done;
+    static const char hexdigits[] = "0123456789abcdef";
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const unsigned char *raw = out + (size_t)i * dsize;
+        PyObject *b;
+        if (as_hex) {
+            b = PyUnicode_New((Py_ssize_t)dsize * 2, 127);
+            if (b) {
+                Py_UCS1 *h = PyUnicode_1BYTE_DATA(b);
+                for (unsigned int k = 0; k < dsize; k++) {
+                    h[2 * k] = (Py_UCS1)hexdigits[raw[k] >> 4];
+                    h[2 * k + 1] = (Py_UCS1)hexdigits[raw[k] & 15];
+                }
+            }
+        } else {
+            b = PyBytes_FromStringAndSize((const char *)raw, dsize);
+        }
+        if (!b) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyList_SET_ITEM(result, i, b);
+    }
+done:
+    PyMem_Free(spans);
+    PyMem_Free(out);
+    Py_DECREF(seq);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", scan, METH_VARARGS, "Parse a plain ZIP archive; None when the reference parser must judge it."},
+    {"digest", digest, METH_VARARGS, "Inflate, check and hash entries; the index of the first failure, if any."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastzip", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__fastzip(void) { return PyModule_Create(&module); }

@@ -1,0 +1,245 @@
+"""The C accelerator against the pure-Python reader it speeds up: it may only ever agree with it.
+
+``signery._fastzip.scan`` either returns exactly what ``archive._parse`` returns, or ``None`` (the reference then
+judges); it must never accept an archive the reference refuses. ``digest`` either returns the reference's digests,
+or the index of an entry that the reference refuses too. Hypothesis builds archives, honest and hostile, and
+mutates their bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from signery import archive
+from signery.archive import DEFAULT_LIMITS, ArchiveLimits, ZipArchive, ZipEntry
+from signery.errors import SigneryError, TamperedError
+from zipcraft import E, build
+
+if archive._fastzip is None:
+    if os.environ.get("CI"):
+        pytest.fail("the C accelerator signery._fastzip was not built (see setup.py and scripts/test)")
+    pytest.skip("the C accelerator is not built here", allow_module_level=True)
+fastzip = archive._fastzip
+
+BOUNDS = (
+    DEFAULT_LIMITS.max_entries,
+    DEFAULT_LIMITS.max_total_size,
+    DEFAULT_LIMITS.max_entry_size,
+    DEFAULT_LIMITS.max_ratio,
+    DEFAULT_LIMITS.ratio_floor,
+)
+
+
+def reference(data: bytes, limits: ArchiveLimits = DEFAULT_LIMITS) -> tuple[list[ZipEntry], bytes, int] | None:
+    try:
+        return archive._parse(data, len(data), limits, "test.zip")  # type: ignore[arg-type]
+    except SigneryError:
+        return None
+
+
+def assert_agrees(data: bytes) -> tuple[list[ZipEntry], bytes, int] | None:
+    fast = fastzip.scan(data, BOUNDS, ZipEntry)
+    ref = reference(data)
+    if fast is not None:
+        assert ref is not None, "the accelerator accepted an archive the reference refuses"
+        assert fast == ref
+        assert all(type(e) is ZipEntry for e in fast[0])
+    return ref
+
+
+NAMES = [
+    b"a.txt", b"A.TXT", b"dir/", b"dir/x.py", b"dir", b"dir/sub/", b"dir/sub/y", b"x/../y", b"./z", b"/abs",
+    b"c:x", b"sp ace", b'q"uote', b"back\\slash", b"\x01ctl", b"caf\xc3\xa9", b"a//", b"dir//x", b"del\x7f",
+    b"n" * 1025, b"..", b"a/.", b"trail/",
+]  # fmt: skip
+
+entry = st.builds(
+    E,
+    name=st.sampled_from(NAMES),
+    data=st.binary(max_size=300),
+    method=st.sampled_from([0, 8]),
+    flags=st.sampled_from([0, 0x800, 0x1]),
+    mode=st.sampled_from([stat.S_IFREG | 0o644, stat.S_IFDIR | 0o755, stat.S_IFLNK | 0o777, 0, stat.S_IFIFO]),
+)
+
+
+@st.composite
+def hostile(draw: st.DrawFn) -> bytes:
+    entries = draw(st.lists(entry, min_size=1, max_size=6))
+    for e in entries:
+        if e.name.endswith(b"/") and draw(st.booleans()):
+            e.data = b""
+    data = bytearray(build(entries, comment=draw(st.sampled_from([b"", b"note", b"PK\x05\x06"]))))
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, len(data) - 1))
+        data[at] = draw(st.integers(0, 255))
+    if draw(st.booleans()):
+        data = data[: draw(st.integers(0, len(data)))]
+    return bytes(data)
+
+
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@given(hostile())
+def test_scan_never_accepts_what_the_reference_refuses(data: bytes) -> None:
+    assert_agrees(data)
+
+
+def zipfile_archive(files: dict[str, bytes], *, method: int = zipfile.ZIP_DEFLATED, streamed: bool = False) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as z:
+        for name, content in files.items():
+            if streamed:  # written through a stream: zipfile adds data descriptors
+                with z.open(name, "w") as fh:
+                    fh.write(content)
+            else:
+                z.writestr(name, content)
+    return buf.getvalue()
+
+
+plain_names = st.lists(
+    st.text(st.sampled_from("abcXYZ019_-."), min_size=1, max_size=8).filter(lambda s: s not in (".", "..")),
+    min_size=1,
+    max_size=3,
+).map("/".join)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.dictionaries(plain_names, st.binary(max_size=2000), min_size=1, max_size=12),
+    st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]),
+    st.booleans(),
+)
+def test_plain_archives_take_the_fast_path_with_the_same_result(
+    files: dict[str, bytes], method: int, streamed: bool
+) -> None:
+    folded = [n.lower() for n in files]
+    assume(len(set(folded)) == len(folded))
+    assume(not any(a.startswith(b + "/") for a in folded for b in folded))  # no file also used as a directory
+    data = zipfile_archive(files, method=method, streamed=streamed)
+    fast = fastzip.scan(data, BOUNDS, ZipEntry)
+    assert fast is not None, "an ordinary archive fell back to the slow path"
+    assert fast == reference(data)
+
+
+def test_limits_are_left_to_the_reference() -> None:
+    data = zipfile_archive({f"f{i}": b"x" for i in range(5)})
+    assert fastzip.scan(data, (4, *BOUNDS[1:]), ZipEntry) is None
+    assert fastzip.scan(data, (BOUNDS[0], 4, *BOUNDS[2:]), ZipEntry) is None
+    assert fastzip.scan(data, BOUNDS, ZipEntry) is not None
+
+
+def test_file_under_a_file_of_the_same_folded_name_falls_back() -> None:
+    data = build([E(name=b"Tool"), E(name=b"tool/x")])
+    assert fastzip.scan(data, BOUNDS, ZipEntry) is None
+    assert reference(data) is None
+
+
+# -- digests ---------------------------------------------------------------------------------------------------
+
+
+def reference_digests(path: Path, alg: str) -> list[bytes | SigneryError]:
+    """Each file entry's digest as the pure-Python reader computes it, or the error it raises."""
+    saved = archive._fastzip
+    archive._fastzip = None
+    archive._PARSE_CACHE.clear()
+    try:
+        with ZipArchive.open(path) as z:
+            out: list[bytes | SigneryError] = []
+            for e in z.files:
+                try:
+                    out.append(z.hash_entry(e, [alg])[alg])
+                except SigneryError as exc:
+                    out.append(exc)
+            return out
+    finally:
+        archive._fastzip = saved
+        archive._PARSE_CACHE.clear()
+
+
+def with_file(data: bytes, check: Callable[[Path], None]) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d, "t.zip")
+        path.write_bytes(data)
+        check(path)
+
+
+@st.composite
+def damaged_bodies(draw: st.DrawFn) -> bytes:
+    """Archives whose structure is sound but whose entry data may lie: CRC, size or deflate stream."""
+    entries = []
+    for i in range(draw(st.integers(1, 6))):
+        e = E(name=f"f{i}".encode(), data=draw(st.binary(max_size=400)), method=draw(st.sampled_from([0, 8])))
+        body = archive_body(e)
+        damage = draw(st.sampled_from(["none", "flip", "append"]))
+        if damage == "flip" and body:
+            b = bytearray(body)
+            b[draw(st.integers(0, len(b) - 1))] ^= draw(st.integers(1, 255))
+            e.body = bytes(b)
+        elif damage == "append":  # bytes after the end of the compressed stream (or of a stored body)
+            e.body = body + draw(st.binary(min_size=1, max_size=8))
+        if draw(st.integers(0, 4)) == 0:
+            e.usize = max(0, len(e.data) + draw(st.sampled_from([-1, 1])))
+        entries.append(e)
+    return build(entries)
+
+
+def archive_body(e: E) -> bytes:
+    from zipcraft import _payload
+
+    return _payload(e)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(damaged_bodies(), st.sampled_from(["sha256", "sha512"]), st.integers(1, 3))
+def test_digest_agrees_with_the_reference(data: bytes, alg: str, threads: int) -> None:
+    ref_parse = reference(data)
+    assume(ref_parse is not None)
+
+    def check(path: Path) -> None:
+        expected = reference_digests(path, alg)
+        with ZipArchive.open(path) as z:
+            got = fastzip.digest(z._map, list(z.files), alg, threads)
+        if isinstance(got, int):
+            assert isinstance(expected[got], SigneryError), "the accelerator refused an entry the reference accepts"
+            assert all(isinstance(d, bytes) for d in expected[:got])
+        else:
+            assert got == expected
+
+    with_file(data, check)
+
+
+def test_digest_hex_and_threads_agree(tmp_path: Path) -> None:
+    files = {f"pkg/m{i:03d}.py": os.urandom(i * 37 % 3000) + b"x" * i for i in range(300)}
+    path = tmp_path / "p.zip"
+    path.write_bytes(zipfile_archive(files))
+    with ZipArchive.open(path) as z:
+        entries = list(z.files)
+        for alg in ("sha256", "sha512"):
+            want = [hashlib.new(alg, files[e.name]).digest() for e in entries]
+            for threads in (1, 2, 4, 64):
+                assert fastzip.digest(z._map, entries, alg, threads) == want
+                assert fastzip.digest(z._map, entries, alg, threads, True) == [d.hex() for d in want]
+        assert fastzip.digest(z._map, [], "sha256", 2) == []
+        with pytest.raises(ValueError, match="unsupported"):
+            fastzip.digest(z._map, entries, "md5", 1)
+
+
+def test_a_bad_entry_in_a_fast_run_is_reported_by_the_reference(tmp_path: Path) -> None:
+    entries = [E(name=f"f{i}".encode(), data=b"data %d" % i, method=8) for i in range(50)]
+    entries[31].crc = 1234
+    path = tmp_path / "bad.zip"
+    path.write_bytes(build(entries))
+    with ZipArchive.open(path) as z, pytest.raises(TamperedError, match=r"'f31'.*CRC-32") as err:
+        z.hash_files(["sha256"])
+    assert err.value.subject == "f31"
