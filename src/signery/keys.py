@@ -15,17 +15,24 @@ Example::
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+# cryptography's serialization module is imported where it is used: importing it costs more than verifying a
+# small plugin (it pulls in SSH keys and every cipher), and the common case, an Ed25519 key, never needs it
+# (see _ED25519_SPKI). RSA padding and prehashing likewise.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import padding, utils
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 from ._fs import atomic_write_bytes
 from .errors import MalformedError, Reason, UsageError, VerificationError
@@ -91,6 +98,8 @@ def _hash(name: str) -> hashes.HashAlgorithm:
 
 
 def _rsa_pad(rsa_padding: RsaPadding, hash_alg: hashes.HashAlgorithm, *, verifying: bool) -> padding.AsymmetricPadding:
+    from cryptography.hazmat.primitives.asymmetric import padding
+
     if rsa_padding == "pkcs1v15":
         return padding.PKCS1v15()
     if rsa_padding == "pss":
@@ -101,10 +110,37 @@ def _rsa_pad(rsa_padding: RsaPadding, hash_alg: hashes.HashAlgorithm, *, verifyi
     raise UsageError(f"unsupported RSA padding {rsa_padding!r}")
 
 
+# RFC 8410: the DER SubjectPublicKeyInfo of an Ed25519 key is these 12 bytes followed by the 32-byte key.
+_ED25519_SPKI = bytes.fromhex("302a300506032b6570032100")
+_PEM_PUBLIC = (b"-----BEGIN PUBLIC KEY-----", b"-----END PUBLIC KEY-----")
+
+
+def spki_der(public_key: PublicKey) -> bytes:
+    """The DER SubjectPublicKeyInfo of ``public_key``."""
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        return _ED25519_SPKI + public_key.public_bytes_raw()
+    from cryptography.hazmat.primitives import serialization  # see the note at the imports
+
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _ed25519_from_pem(pem: bytes) -> ed25519.Ed25519PublicKey | None:
+    """An Ed25519 key from a plain one-block SPKI PEM; ``None`` for anything else (the full parser decides)."""
+    lines = [line.strip() for line in pem.splitlines()]
+    if len(lines) < 3 or (lines[0], lines[-1]) != _PEM_PUBLIC:
+        return None
+    try:
+        der = binascii.a2b_base64(b"".join(lines[1:-1]), strict_mode=True)
+    except binascii.Error:
+        return None
+    if len(der) != len(_ED25519_SPKI) + 32 or not der.startswith(_ED25519_SPKI):
+        return None
+    return ed25519.Ed25519PublicKey.from_public_bytes(der[len(_ED25519_SPKI) :])
+
+
 def key_id(public_key: PublicKey) -> str:
     """Lowercase hex SHA-256 of the DER SubjectPublicKeyInfo."""
-    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha256(der).hexdigest()
+    return hashlib.sha256(spki_der(public_key)).hexdigest()
 
 
 def short_id(kid: str) -> str:
@@ -150,6 +186,8 @@ class FileSigner:
         h = _hash(hash_name)
         if len(digest) != h.digest_size:
             raise UsageError(f"a {hash_name} digest is {h.digest_size} bytes, got {len(digest)}")
+        from cryptography.hazmat.primitives.asymmetric import utils
+
         pre = utils.Prehashed(h)
         if isinstance(key, ec.EllipticCurvePrivateKey):
             return key.sign(digest, ec.ECDSA(pre))
@@ -172,6 +210,8 @@ def verify_signature(
                 raise UsageError("Ed25519 cannot verify a prehashed digest")
             public_key.verify(signature, message)
             return
+        from cryptography.hazmat.primitives.asymmetric import utils
+
         h = _hash(hash_name or default_hash(public_key))
         alg: hashes.HashAlgorithm | utils.Prehashed = utils.Prehashed(h) if prehashed else h
         if isinstance(public_key, ec.EllipticCurvePublicKey):
@@ -235,6 +275,8 @@ def load_private_key(data: bytes, *, passphrase: bytes | None = None, source: st
     """
     # Only PEM tolerates surrounding whitespace: DER is binary and may legitimately end in a "whitespace" byte.
     pem = data.strip()
+    from cryptography.hazmat.primitives import serialization  # see the note at the imports
+
     try:
         if pem.startswith(b"-----BEGIN"):
             key = serialization.load_pem_private_key(pem + b"\n", password=passphrase)
@@ -257,6 +299,11 @@ def load_private_key(data: bytes, *, passphrase: bytes | None = None, source: st
 def load_public_key(data: bytes, *, source: str = "public key") -> PublicKey:
     """Parse a PEM SubjectPublicKeyInfo or PKCS#1 ``RSA PUBLIC KEY`` (or DER SPKI), tolerating whitespace."""
     pem = data.strip()  # PEM only: DER is binary and must be parsed as given
+    fast = _ed25519_from_pem(pem)
+    if fast is not None:
+        return fast
+    from cryptography.hazmat.primitives import serialization  # see the note at the imports
+
     try:
         if pem.startswith(b"-----BEGIN"):
             key: PublicKeyTypes = serialization.load_pem_public_key(pem + b"\n")
@@ -288,6 +335,8 @@ KeyFormat = Literal["pkcs8", "pkcs1"]
 
 
 def private_key_pem(key: PrivateKey, *, passphrase: bytes | None = None, fmt: KeyFormat = "pkcs8") -> bytes:
+    from cryptography.hazmat.primitives import serialization  # see the note at the imports
+
     enc: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
     )
@@ -302,7 +351,14 @@ def public_key_pem(key: PublicKey, *, fmt: KeyFormat = "pkcs8") -> bytes:
     if fmt == "pkcs1":
         if not isinstance(key, rsa.RSAPublicKey):
             raise UsageError("PKCS#1 is an RSA-only key format")
+        from cryptography.hazmat.primitives import serialization
+
         return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1)
+    if isinstance(key, ed25519.Ed25519PublicKey):  # 60 base64 characters: one line, as OpenSSL writes it
+        body = binascii.b2a_base64(spki_der(key), newline=False)
+        return b"%s\n%s\n%s\n" % (_PEM_PUBLIC[0], body, _PEM_PUBLIC[1])
+    from cryptography.hazmat.primitives import serialization
+
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 

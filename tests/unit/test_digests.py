@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from signery.digests import BUFFER, DIGEST_ALGORITHMS, MultiHasher, check_algorithm, hash_bytes, hash_file
+from signery.digests import DIGEST_ALGORITHMS, MAP_MIN, WINDOW, MultiHasher, check_algorithm, hash_bytes, hash_file
 from signery.errors import UsageError
 
 
@@ -23,7 +23,7 @@ def reference(data: bytes) -> dict[str, bytes]:
     }
 
 
-@pytest.mark.parametrize("size", [0, 1, 4095, BUFFER - 1, BUFFER + 1, (8 << 20) + 12345])
+@pytest.mark.parametrize("size", [0, 1, 4095, MAP_MIN - 1, MAP_MIN, MAP_MIN + 1, WINDOW, 2 * WINDOW + 12345])
 def test_hash_file_matches_references_for_all_sizes(tmp_path: Path, size: int) -> None:
     data = os.urandom(size)
     f = tmp_path / "f.bin"
@@ -63,3 +63,24 @@ def test_unknown_or_no_algorithm_is_a_usage_error(tmp_path: Path) -> None:
             hash_file(f, [bad])
     with pytest.raises(UsageError):
         MultiHasher([])
+
+
+def test_resident_memory_stays_flat_while_hashing_a_large_file(tmp_path: Path) -> None:
+    # Mapped windows are released as they are hashed: resident memory grows by about one window, not the file.
+    import resource
+    import subprocess
+    import sys
+
+    f = tmp_path / "big.bin"
+    with f.open("wb") as fh:
+        for _ in range(8):
+            fh.write(os.urandom(WINDOW))
+    script = (
+        "import resource, sys; from signery.digests import hash_file; "
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+        "hash_file(sys.argv[1], ['sha256', 'blake3']); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)"
+    )
+    grown_kib = int(subprocess.run([sys.executable, "-c", script, str(f)], capture_output=True, check=True).stdout)
+    assert grown_kib * 1024 < 2 * WINDOW, f"RSS grew by {grown_kib} KiB hashing an {8 * WINDOW >> 20} MiB file"
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss > 0

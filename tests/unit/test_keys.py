@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import stat
@@ -10,8 +11,11 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from signery import keys as signery_keys
 from signery.errors import MalformedError, Reason, UsageError, VerificationError
 from signery.keys import (
     ALGORITHMS,
@@ -358,3 +362,36 @@ def test_der_keys_ending_in_a_whitespace_byte_load_intact() -> None:
     else:
         raise AssertionError("no DER public key ending in whitespace was generated")
     assert key_id(load_public_key(spki)) == key_id(pub)
+
+
+# -- the Ed25519 shortcut (no cryptography.serialization import) against cryptography's own encoders/parsers ----
+
+
+def test_ed25519_spki_and_pem_match_cryptography() -> None:
+    for _ in range(20):
+        pub = ed25519.Ed25519PrivateKey.generate().public_key()
+        der = pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        pem = pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        assert signery_keys.spki_der(pub) == der
+        assert signery_keys.public_key_pem(pub) == pem
+        assert signery_keys.key_id(pub) == hashlib.sha256(der).hexdigest()
+        for variant in (pem, pem.replace(b"\n", b"\r\n"), b"\n  " + pem + b"  \n"):
+            loaded = signery_keys.load_public_key(variant)
+            assert isinstance(loaded, ed25519.Ed25519PublicKey)
+            assert loaded.public_bytes_raw() == pub.public_bytes_raw()
+
+
+@settings(max_examples=200)
+@given(st.binary(min_size=0, max_size=48), st.sampled_from([b"", b"\n", b"===", b" x"]))
+def test_ed25519_pem_shortcut_agrees_with_the_full_parser(raw: bytes, noise: bytes) -> None:
+    body = base64.b64encode(bytes.fromhex("302a300506032b6570032100") + raw) + noise
+    pem = b"-----BEGIN PUBLIC KEY-----\n" + body + b"\n-----END PUBLIC KEY-----\n"
+    try:
+        want: bytes | None = serialization.load_pem_public_key(pem).public_bytes_raw()  # type: ignore[union-attr]
+    except (ValueError, AttributeError):
+        want = None
+    try:
+        got: bytes | None = signery_keys.load_public_key(pem).public_bytes_raw()  # type: ignore[union-attr]
+    except (MalformedError, AttributeError):
+        got = None
+    assert got == want

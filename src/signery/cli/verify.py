@@ -126,20 +126,21 @@ def _verify(
 ) -> VerificationResult:
     from ..formats import get_format, verify_detected
 
-    if fmt == "native":
-        bar = Progress(subject.stat().st_size if subject.is_file() else 0, f"verifying {subject.name}", quiet=quiet)
-        try:
-            result = get_format("native").verify(
+    if fmt is not None and fmt != "native":
+        result = get_format(fmt).verify(subject, trust=trust, signature=signature, threshold=threshold)
+        assert isinstance(result, VerificationResult)
+        return result
+    bar = Progress(subject.stat().st_size if subject.is_file() else 0, f"verifying {subject.name}", quiet=quiet)
+    try:
+        if fmt == "native":
+            result = get_format(fmt).verify(
                 subject, trust=trust, signature=signature, threshold=threshold, progress=bar.advance
             )
-        finally:
-            bar.close()
-    elif fmt is not None:
-        result = get_format(fmt).verify(subject, trust=trust, signature=signature, threshold=threshold)
-    else:
-        result = verify_detected(subject, trust=trust, signature=signature, threshold=threshold)
-    assert isinstance(result, VerificationResult)
-    return result
+            assert isinstance(result, VerificationResult)
+            return result
+        return verify_detected(subject, trust=trust, signature=signature, threshold=threshold, progress=bar.advance)
+    finally:
+        bar.close()
 
 
 @click.command()

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from ..result import VerificationResult
 from ..trust import TrustSet
@@ -100,13 +101,16 @@ def verify_detected(
     threshold: int = 1,
     formats: Iterable[str] | None = None,
     now: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> VerificationResult:
     """Verify every signature ``subject`` carries, in whatever formats, and combine them into one result.
 
-    With no signature in any format the result's reason is ``unsigned``.
+    With no signature in any format the result's reason is ``unsigned``. ``progress`` (bytes hashed) is reported
+    by the native format, which hashes every file of the package.
     """
     result = VerificationResult(str(subject), (), threshold=threshold)
     for name in detect_formats(subject, signature=signature, only=formats):
-        part = get_format(name).verify(subject, trust=trust, signature=signature, threshold=threshold, now=now)
+        extra: dict[str, Any] = {"progress": progress} if name == "native" and progress else {}
+        part = get_format(name).verify(subject, trust=trust, signature=signature, threshold=threshold, now=now, **extra)
         result = result.merged(part)
     return result

@@ -29,8 +29,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import rfc8785
-
 from .._fs import atomic_writer
 from ..archive import ZipArchive, check_entry_name, is_zip, rewrite_zip
 from ..digests import DEFAULT_DIGEST, DIGEST_ALGORITHMS, check_algorithm, hash_file
@@ -89,6 +87,8 @@ class Statement:
                 "claims": dict(self.claims),
             },
         }
+        import rfc8785  # only signing writes statements; verification never needs it
+
         return bytes(rfc8785.dumps(doc))  # type: ignore[arg-type,unused-ignore]
 
     @classmethod
