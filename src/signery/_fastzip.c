@@ -5,9 +5,10 @@
  *   scan(buffer, limits, entry_type)  parses and validates a ZIP archive whose every entry is plain (ASCII name,
  *                                     no ZIP64, entries laid out in central-directory order) and returns what
  *                                     signery.archive._parse would return for it.
- *   digest(buffer, entries, algorithm, threads[, hex])
+ *   digest(buffer, entries, algorithm, threads[, hex[, max_entry]])
  *                                     inflates each entry, checks its CRC-32 and size, and hashes it (SHA-256 or
- *                                     SHA-512 through OpenSSL), on several threads without the GIL.
+ *                                     SHA-512 through OpenSSL), on several threads without the GIL; entries
+ *                                     of max_entry bytes or more are left out (None), for the caller to stream.
  *
  * Neither ever refuses anything itself. Whenever the input is unusual or wrong in any way, scan() returns None
  * and digest() returns the index of the first entry it could not confirm; signery.archive then runs its pure
@@ -344,6 +345,7 @@ typedef struct {
     Py_ssize_t offset, csize, usize;
     uint32_t crc;
     int method;
+    int skip; /* too large: left to the caller, which streams it */
 } Span;
 
 typedef struct {
@@ -471,6 +473,7 @@ static void *run_job(void *arg) {
         job->failed = job->first;
     } else {
         for (Py_ssize_t i = job->first; i < job->last; i++) {
+            if (job->spans[i].skip) continue;
             if (!check_span(job, &job->spans[i], &w, job->out + (size_t)i * job->digest_size)) {
                 job->failed = i;
                 break;
@@ -509,7 +512,9 @@ static PyObject *digest(PyObject *self, PyObject *args) {
     PyObject *entries_obj;
     const char *algorithm;
     int threads, as_hex = 0;
-    if (!PyArg_ParseTuple(args, "y*Osi|p", &view, &entries_obj, &algorithm, &threads, &as_hex)) return NULL;
+    Py_ssize_t max_entry = PY_SSIZE_T_MAX;
+    if (!PyArg_ParseTuple(args, "y*Osi|pn", &view, &entries_obj, &algorithm, &threads, &as_hex, &max_entry))
+        return NULL;
     const EVP_MD *md = NULL;
     if (strcmp(algorithm, "sha256") == 0)
         md = EVP_sha256();
@@ -537,7 +542,8 @@ static PyObject *digest(PyObject *self, PyObject *args) {
     Py_ssize_t weight = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         if (read_span(PySequence_Fast_GET_ITEM(seq, i), &spans[i]) < 0) goto done;
-        weight += spans[i].csize + 64;
+        spans[i].skip = spans[i].csize >= max_entry || spans[i].usize >= max_entry;
+        if (!spans[i].skip) weight += spans[i].csize + 64;
     }
     if (threads < 1) threads = 1;
     if (threads > 16) threads = 16;
@@ -551,7 +557,7 @@ static PyObject *digest(PyObject *self, PyObject *args) {
         jobs[t] = (Job){view.buf, view.len, spans, at, at, md, out, dsize, -1};
         Py_ssize_t goal = weight / threads * (t + 1);
         while (at < n && (acc < goal || t == threads - 1)) {
-            acc += spans[at].csize + 64;
+            if (!spans[at].skip) acc += spans[at].csize + 64;
             at++;
         }
         jobs[t].last = at;
@@ -580,7 +586,9 @@ static PyObject *digest(PyObject *self, PyObject *args) {
     for (Py_ssize_t i = 0; i < n; i++) {
         const unsigned char *raw = out + (size_t)i * dsize;
         PyObject *b;
-        if (as_hex) {
+        if (spans[i].skip) {
+            b = Py_NewRef(Py_None);
+        } else if (as_hex) {
             b = PyUnicode_New((Py_ssize_t)dsize * 2, 127);
             if (b) {
                 Py_UCS1 *h = PyUnicode_1BYTE_DATA(b);

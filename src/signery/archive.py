@@ -71,7 +71,7 @@ _PARSE_CACHE_SIZE = 4  # detection and verification of one package share one par
 _DROP_MIN = 4 << 20  # below this, releasing mapped pages costs more than it saves
 _FAST_DIGESTS = frozenset({"sha256", "sha512"})  # what the accelerator hashes (through OpenSSL, like hashlib)
 _FAST_ENTRY_MAX = 16 << 20  # larger entries stream through iter_chunks, with progress within the entry
-_FAST_RUN_ENTRIES = 256  # entries per accelerator call when progress is shown
+_FAST_RUN_BYTES = 32 << 20  # compressed bytes per accelerator call when a progress bar is shown
 _THREADS = min(8, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 _MAX_NAME_BYTES = 1024  # longer than any real path; PATH_MAX-class names are an attack on extractors
 
@@ -376,38 +376,50 @@ class ZipArchive:
         compute ``alg``: it inflates, checks and hashes them on every core. Should it fail to confirm any entry of
         a run, the run is read again here, entry by entry, so that the error raised is the reference's.
         """
-        out: list[Any] = []
-        fast = _fastzip is not None and alg in _FAST_DIGESTS
-        run: list[ZipEntry] = []
 
-        def slow(e: ZipEntry) -> bytes | str:
+        def slow(e: ZipEntry) -> Any:
             d = self.hash_entry(e, (alg,))[alg]
-            return d.hex() if as_hex else d
-
-        def flush() -> None:
-            digests = _fastzip.digest(self._map, run, alg, _THREADS, as_hex)
-            out.extend(digests if not isinstance(digests, int) else [slow(e) for e in run])
-            if progress:
-                progress(sum(e.compressed_size for e in run))
-            run.clear()
-
-        for e in todo:
-            if fast and e.size < _FAST_ENTRY_MAX and e.compressed_size < _FAST_ENTRY_MAX:
-                run.append(e)
-                if progress and len(run) >= _FAST_RUN_ENTRIES:
-                    flush()  # so that progress moves
-                continue
-            if run:
-                flush()
-            out.append(slow(e))
             if progress:
                 progress(e.compressed_size)
-        if run:
-            flush()
+            return d.hex() if as_hex else d
+
+        if _fastzip is None or alg not in _FAST_DIGESTS:
+            return [slow(e) for e in todo]
+        out: list[Any] = []
+        # One call for the whole archive, or calls of about _FAST_RUN_BYTES when a progress bar wants to move.
+        runs = [todo] if progress is None or self.size < 2 * _FAST_RUN_BYTES else _runs(todo, _FAST_RUN_BYTES)
+        for run in runs:
+            digests: Any = _fastzip.digest(self._map, run, alg, _THREADS, as_hex, _FAST_ENTRY_MAX)
+            if isinstance(digests, int):  # the reference decides, and names the entry and the reason
+                out.extend(slow(e) for e in run)
+                continue
+            done = 0
+            for i, d in enumerate(digests):
+                if d is None:  # a large entry: streamed here, with progress inside it
+                    digests[i] = slow(run[i])
+                else:
+                    done += run[i].compressed_size if progress else 0
+            out.extend(digests)
+            if progress:
+                progress(done)
         return out
+
 
     def raw_bytes(self, start: int, end: int) -> memoryview:
         return memoryview(self._map)[start:end]
+
+
+def _runs(entries: list[ZipEntry], size: int) -> list[list[ZipEntry]]:
+    """Consecutive runs of about ``size`` compressed bytes."""
+    runs: list[list[ZipEntry]] = [[]]
+    weight = 0
+    for e in entries:
+        runs[-1].append(e)
+        weight += e.compressed_size
+        if weight >= size:
+            runs.append([])
+            weight = 0
+    return [r for r in runs if r]
 
 
 def _scan(mm: mmap.mmap, limits: ArchiveLimits) -> tuple[list[ZipEntry], bytes, int] | None:

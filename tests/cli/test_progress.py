@@ -45,10 +45,12 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([SIGNERY, "keygen", "k"], cwd=d, check=True, capture_output=True, env=env)
     with (d / "big.bin").open("wb") as fh:
         fh.truncate(BIG)  # sparse: the bar is about size, not content
-    with zipfile.ZipFile(d / "big.zip", "w", zipfile.ZIP_STORED) as zf:
-        with zf.open("payload.bin", "w", force_zip64=True) as out:
-            for _ in range(BIG >> 20):
-                out.write(bytes(1 << 20))
+    with (
+        zipfile.ZipFile(d / "big.zip", "w", zipfile.ZIP_STORED) as zf,
+        zf.open("payload.bin", "w", force_zip64=True) as out,
+    ):
+        for _ in range(BIG >> 20):
+            out.write(bytes(1 << 20))
     return d
 
 

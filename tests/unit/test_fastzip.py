@@ -243,3 +243,22 @@ def test_a_bad_entry_in_a_fast_run_is_reported_by_the_reference(tmp_path: Path) 
     with ZipArchive.open(path) as z, pytest.raises(TamperedError, match=r"'f31'.*CRC-32") as err:
         z.hash_files(["sha256"])
     assert err.value.subject == "f31"
+
+
+def test_large_entries_are_left_to_the_streaming_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = {f"f{i}": os.urandom(50 * i) for i in range(12)}
+    path = tmp_path / "mixed.zip"
+    path.write_bytes(zipfile_archive(files, method=zipfile.ZIP_STORED))
+    with ZipArchive.open(path) as z:
+        entries = list(z.files)
+        got = fastzip.digest(z._map, entries, "sha256", 2, False, 300)
+        assert isinstance(got, list)
+        for e, d in zip(entries, got, strict=True):
+            assert d == (None if e.size >= 300 else hashlib.sha256(files[e.name]).digest())
+        monkeypatch.setattr(archive, "_FAST_ENTRY_MAX", 300)
+        monkeypatch.setattr(archive, "_FAST_RUN_BYTES", 100)
+        monkeypatch.setattr(ZipArchive, "size", property(lambda self: 1 << 40))  # as if huge: runs, with progress
+        seen: list[int] = []
+        digests = z.hex_digests("sha256", progress=seen.append)
+    assert digests == [(n, hashlib.sha256(c).hexdigest()) for n, c in files.items()]
+    assert sum(seen) == sum(e.compressed_size for e in entries) and len(seen) > 2
