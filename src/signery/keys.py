@@ -124,18 +124,24 @@ def spki_der(public_key: PublicKey) -> bytes:
     return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def _ed25519_from_pem(pem: bytes) -> ed25519.Ed25519PublicKey | None:
-    """An Ed25519 key from a plain one-block SPKI PEM; ``None`` for anything else (the full parser decides)."""
+# ... and an unencrypted Ed25519 PKCS#8 PrivateKeyInfo is these 16 bytes followed by the 32-byte seed.
+_ED25519_PKCS8 = bytes.fromhex("302e020100300506032b657004220420")
+_PEM_PRIVATE = (b"-----BEGIN PRIVATE KEY-----", b"-----END PRIVATE KEY-----")
+
+
+def _ed25519_raw(pem: bytes, armor: tuple[bytes, bytes], prefix: bytes) -> bytes | None:
+    """The 32 key bytes of a plain one-block PEM whose DER is ``prefix`` + 32 bytes; ``None`` for anything else
+    (which the full parser then judges)."""
     lines = [line.strip() for line in pem.splitlines()]
-    if len(lines) < 3 or (lines[0], lines[-1]) != _PEM_PUBLIC:
+    if len(lines) < 3 or (lines[0], lines[-1]) != armor:
         return None
     try:
         der = binascii.a2b_base64(b"".join(lines[1:-1]), strict_mode=True)
     except binascii.Error:
         return None
-    if len(der) != len(_ED25519_SPKI) + 32 or not der.startswith(_ED25519_SPKI):
+    if len(der) != len(prefix) + 32 or not der.startswith(prefix):
         return None
-    return ed25519.Ed25519PublicKey.from_public_bytes(der[len(_ED25519_SPKI) :])
+    return der[len(prefix) :]
 
 
 def key_id(public_key: PublicKey) -> str:
@@ -275,6 +281,9 @@ def load_private_key(data: bytes, *, passphrase: bytes | None = None, source: st
     """
     # Only PEM tolerates surrounding whitespace: DER is binary and may legitimately end in a "whitespace" byte.
     pem = data.strip()
+    seed = _ed25519_raw(pem, _PEM_PRIVATE, _ED25519_PKCS8)
+    if seed is not None and passphrase is None:
+        return ed25519.Ed25519PrivateKey.from_private_bytes(seed)
     from cryptography.hazmat.primitives import serialization  # see the note at the imports
 
     try:
@@ -299,9 +308,9 @@ def load_private_key(data: bytes, *, passphrase: bytes | None = None, source: st
 def load_public_key(data: bytes, *, source: str = "public key") -> PublicKey:
     """Parse a PEM SubjectPublicKeyInfo or PKCS#1 ``RSA PUBLIC KEY`` (or DER SPKI), tolerating whitespace."""
     pem = data.strip()  # PEM only: DER is binary and must be parsed as given
-    fast = _ed25519_from_pem(pem)
-    if fast is not None:
-        return fast
+    raw = _ed25519_raw(pem, _PEM_PUBLIC, _ED25519_SPKI)
+    if raw is not None:
+        return ed25519.Ed25519PublicKey.from_public_bytes(raw)
     from cryptography.hazmat.primitives import serialization  # see the note at the imports
 
     try:

@@ -395,3 +395,19 @@ def test_ed25519_pem_shortcut_agrees_with_the_full_parser(raw: bytes, noise: byt
     except (MalformedError, AttributeError):
         got = None
     assert got == want
+
+
+def test_ed25519_private_key_shortcut_matches_cryptography() -> None:
+    for _ in range(10):
+        key = ed25519.Ed25519PrivateKey.generate()
+        plain = serialization.NoEncryption()
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, plain)
+        for variant in (pem, pem.replace(b"\n", b"\r\n"), b"\n" + pem + b"  "):
+            loaded = signery_keys.load_private_key(variant)
+            assert isinstance(loaded, ed25519.Ed25519PrivateKey)
+            assert loaded.private_bytes_raw() == key.private_bytes_raw()
+        with pytest.raises(MalformedError, match="not encrypted"):
+            signery_keys.load_private_key(pem, passphrase=b"pw")  # the full parser still judges passphrases
+        encrypted = signery_keys.private_key_pem(key, passphrase=b"pw")
+        again = signery_keys.load_private_key(encrypted, passphrase=b"pw")
+        assert isinstance(again, ed25519.Ed25519PrivateKey) and again.private_bytes_raw() == key.private_bytes_raw()
