@@ -165,6 +165,11 @@ def main() -> int:
             [*SIGNERY, "verify", signed, "--key", pub, "-q"], ["unzip", "-tq", signed], args.repeat, env
         )
         results.append(row(f"verify zip of {args.entries} entries", ours, peer, "unzip -tq", 2.0))
+        # Context for the row above, measured in the same run: what starting the interpreter and importing the
+        # modules of `signery verify` cost before any work is done.
+        floor, _ = median([sys.executable, "-c", "import signery.cli.verify"], args.repeat)
+        label = "  of which Python start + imports"
+        print(f"{label:<34} signery {floor:8.3f}s  ({floor / peer:4.2f}x unzip -tq on its own)")
 
         small = work / "small.zip"
         with zipfile.ZipFile(small, "w", zipfile.ZIP_DEFLATED) as z:
