@@ -242,7 +242,10 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         if (usize > max_entry) goto slow;
         total += usize;
         if (total > max_total) goto slow;
-        if (usize > ratio_floor && (unsigned long long)usize > max_ratio * (csize ? csize : 1)) goto slow;
+        /* max_ratio * csize cannot overflow below 2^32 * 2^32; above, no 32-bit size can exceed the ratio. */
+        if (usize > ratio_floor && max_ratio < (1ull << 32) &&
+            (unsigned long long)usize > max_ratio * (csize ? csize : 1))
+            goto slow;
         if (method == 0 && csize != usize) goto slow;
         /* The local header must repeat what the central directory says. */
         if ((Py_ssize_t)hoff != expected) goto slow;

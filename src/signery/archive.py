@@ -430,8 +430,17 @@ def _scan(mm: mmap.mmap, limits: ArchiveLimits) -> tuple[list[ZipEntry], bytes, 
     """
     if _fastzip is None:
         return None
-    bounds = (limits.max_entries, limits.max_total_size, limits.max_entry_size, limits.max_ratio, limits.ratio_floor)
-    return _fastzip.scan(mm, bounds, ZipEntry)  # type: ignore[no-any-return]
+    # Clamped to 64-bit C integers: no archive the accelerator accepts (at most 65,535 entries of < 4 GiB) comes
+    # anywhere near such bounds, so the clamp changes no verdict.
+    cap = (1 << 63) - 1
+    bounds = (
+        min(limits.max_entries, cap),
+        min(limits.max_total_size, cap),
+        min(limits.max_entry_size, cap),
+        min(limits.max_ratio, cap),
+        min(limits.ratio_floor, cap),
+    )
+    return _fastzip.scan(mm, bounds, ZipEntry)
 
 
 def _parse(mm: mmap.mmap, size: int, limits: ArchiveLimits, where: str) -> tuple[list[ZipEntry], bytes, int]:

@@ -262,3 +262,12 @@ def test_large_entries_are_left_to_the_streaming_reader(tmp_path: Path, monkeypa
         digests = z.hex_digests("sha256", progress=seen.append)
     assert digests == [(n, hashlib.sha256(c).hexdigest()) for n, c in files.items()]
     assert sum(seen) == sum(e.compressed_size for e in entries) and len(seen) > 2
+
+
+@pytest.mark.parametrize("ratio", [1, 2, 1 << 31, (1 << 32) - 1, 1 << 32, 1 << 40, (1 << 64) - 1, 1 << 80])
+def test_compression_ratio_limit_agrees_at_every_scale(ratio: int) -> None:
+    data = zipfile_archive({"big.txt": b"a" * 100_000, "small.txt": b"b"})
+    limits = ArchiveLimits(max_ratio=ratio, ratio_floor=10, max_total_size=1 << 80)
+    fast = archive._scan(data, limits)  # type: ignore[arg-type]
+    ref = reference(data, limits)
+    assert (fast is None or fast == ref) and (ref is not None) == (ratio >= 100_000 // 100)
