@@ -52,15 +52,34 @@ async def get_state(request: Request) -> ServiceState:
 State = Annotated[ServiceState, Depends(get_state)]
 
 
+def action_of(method: str, path: str) -> str:
+    """The audit ``action`` of a denied request: its method and path."""
+    return f"{method} {path}"[:64]
+
+
 def _action(request: Request) -> str:
-    return f"{request.method} {request.url.path}"[:64]
+    return action_of(request.method, request.url.path)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "-"
 
 
 async def get_caller(request: Request, state: State, token: Annotated[str | None, Depends(api_key_header)]) -> Caller:
     """The caller behind ``X-API-Key``; 401 without a valid one, 429 when over its rate."""
+    return await authenticate_request(state, token, client=_client(request), action=_action(request))
+
+
+async def authenticate_request(state: ServiceState, token: str | None, *, client: str, action: str) -> Caller:
+    """Authenticate ``token`` (cached for :data:`AUTH_CACHE_SECONDS`) and take a rate-limit token for its caller.
+
+    Raises:
+        DeniedError: 401, no valid API key (the client address is rate limited instead).
+        RateLimitedError: 429, over the caller's rate.
+    """
     if not token:
-        _limit(state, f"anon:{request.client.host if request.client else '-'}")
-        raise DeniedError("an X-API-Key header is required", status=401, caller="-", action=_action(request))
+        _limit(state, f"anon:{client}")
+        raise DeniedError("an X-API-Key header is required", status=401, caller="-", action=action)
     cache_key = hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
     now = time.monotonic()
     with state.auth_lock:
@@ -69,12 +88,9 @@ async def get_caller(request: Request, state: State, token: Annotated[str | None
     if caller is None:
         caller = await run_in_threadpool(_lookup, state, token)
         if caller is None:
-            _limit(state, f"anon:{request.client.host if request.client else '-'}")
+            _limit(state, f"anon:{client}")
             raise DeniedError(
-                "the API key is not valid (unknown, expired or revoked)",
-                status=401,
-                caller="-",
-                action=_action(request),
+                "the API key is not valid (unknown, expired or revoked)", status=401, caller="-", action=action
             )
         with state.auth_lock:
             if len(state.auth_cache) >= MAX_AUTH_CACHE:
@@ -99,11 +115,16 @@ CurrentCaller = Annotated[Caller, Depends(get_caller)]
 
 
 def deny(request: Request, caller: Caller, *, needs: str, key_name: str | None = None) -> DeniedError:
+    return denial(caller, needs=needs, action=_action(request), key_name=key_name)
+
+
+def denial(caller: Caller, *, needs: str, action: str, key_name: str | None = None) -> DeniedError:
+    """403: ``caller`` is authenticated but lacks the scope ``needs``."""
     return DeniedError(
         f"API key {caller.name} lacks the {needs} scope",
         status=403,
         caller=caller.name,
-        action=_action(request),
+        action=action,
         key_name=key_name,
     )
 

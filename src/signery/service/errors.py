@@ -14,6 +14,7 @@ from ..errors import ConfigError, EnvironmentFailure, MalformedError, Reason, Si
 from .apikeys import NotFoundError
 from .audit import AuditEvent, record
 from .keystore import ConflictError
+from .storage import Database
 
 
 class DeniedError(SigneryError):
@@ -52,12 +53,15 @@ def error_body(err: SigneryError) -> dict[str, dict[str, str | None]]:
     return {"error": err.to_dict()}
 
 
-def install_handlers(app: FastAPI) -> None:
-    def on_denied(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, DeniedError)
+def render(db: Database, exc: SigneryError) -> JSONResponse:
+    """The response for ``exc``; a denial is written to the audit log first (503 if it cannot be).
+
+    Blocking (a denial writes to the database): call it from a worker thread, as Starlette does for handlers.
+    """
+    if isinstance(exc, DeniedError):
         try:
             record(
-                request.app.state.db,
+                db,
                 AuditEvent(
                     caller=exc.caller,
                     action=exc.action,
@@ -70,15 +74,14 @@ def install_handlers(app: FastAPI) -> None:
             return JSONResponse(error_body(err), status_code=503)
         headers = {"WWW-Authenticate": "APIKey"} if exc.status == 401 else None
         return JSONResponse(error_body(exc), status_code=exc.status, headers=headers)
-
-    def on_rate_limited(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RateLimitedError)
+    if isinstance(exc, RateLimitedError):
         return JSONResponse(error_body(exc), status_code=429, headers={"Retry-After": str(exc.retry_after)})
+    return JSONResponse(error_body(exc), status_code=status_of(exc))
 
+
+def install_handlers(app: FastAPI) -> None:
     def on_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, SigneryError)
-        return JSONResponse(error_body(exc), status_code=status_of(exc))
+        return render(request.app.state.db, exc)
 
-    app.add_exception_handler(DeniedError, on_denied)
-    app.add_exception_handler(RateLimitedError, on_rate_limited)
     app.add_exception_handler(SigneryError, on_error)

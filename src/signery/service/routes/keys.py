@@ -11,7 +11,8 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from ...errors import SigneryError, UsageError
-from ..deps import AdminCaller, CurrentCaller, ServiceState, State, deny, state_of
+from ..apikeys import Caller
+from ..deps import AdminCaller, CurrentCaller, ServiceState, State, action_of, denial, deny, state_of
 from ..keystore import KeyMeta, KeySpec, Signature, SignItem, Verdict
 from ..names import NAME_PATTERN, check_name
 from ..schemas import (
@@ -37,6 +38,7 @@ router = APIRouter(prefix="/keys", tags=["keys"])
 KeyName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=64, description="key name")]
 MAX_LIST = 1000  # keys per page; page with ?after=
 T = TypeVar("T")
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps with arguments builds an encoder on every call
 
 
 def spec_of(body: KeyCreate) -> KeySpec:
@@ -148,10 +150,20 @@ async def _compute(meta: KeyMeta, fn: Callable[[], T]) -> T:
 @router.post("/{name}/sign", response_model=SignResponse, response_model_exclude_none=True)
 async def sign(name: KeyName, body: SignRequest, request: Request, caller: CurrentCaller) -> Response:
     """Sign a digest (``digest`` + ``hash_algorithm``) or a small ``message``; or several with ``batch``."""
-    state = state_of(request)
+    doc = await sign_document(state_of(request), name, body, caller, action=action_of(request.method, request.url.path))
+    return Response(doc, media_type="application/json")
+
+
+async def sign_document(state: ServiceState, name: str, body: SignRequest, caller: Caller, *, action: str) -> bytes:
+    """The JSON response to a sign request, once every signature in it is audited (the lean path shares this).
+
+    Raises:
+        DeniedError: 403, ``caller`` may not sign with ``name``.
+        SigneryError: a single (non-batch) item that could not be signed.
+    """
     check_name(name)
     if not caller.may_sign(name):
-        raise deny(request, caller, needs=f"sign:{name}", key_name=name)
+        raise denial(caller, needs=f"sign:{name}", action=action, key_name=name)
     batch = _items(body)
     inputs = batch if batch is not None else [body]
     items: list[SignItem | SigneryError] = []
@@ -187,7 +199,7 @@ async def sign(name: KeyName, body: SignRequest, request: Request, caller: Curre
                 }
             )
     doc = out[0] if batch is None else {"batch_results": out}
-    return Response(json.dumps(doc, separators=(",", ":")).encode(), media_type="application/json")
+    return _COMPACT.encode(doc).encode()
 
 
 @router.post("/{name}/verify", response_model=VerifyResponse, response_model_exclude_none=True)
