@@ -9,11 +9,11 @@ one database still write one chain, and work whose audit row cannot be written i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import queue
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -27,7 +27,6 @@ GENESIS = "0" * 64
 MAX_DETAIL_CHARS = 500  # details are for people; an attacker-chosen string must not bloat the log
 VERIFY_BATCH = 5_000  # rows fetched at a time while checking the chain
 MAX_AUDIT_BATCH = 1_000  # rows per group commit; bounds one transaction
-AUDIT_LINGER_SECONDS = 0.001  # added latency per signature, in exchange for batches under load
 AUDIT_WRITE_TIMEOUT = 30.0  # seconds a request waits for its audit row before it fails
 
 
@@ -117,28 +116,48 @@ def append(session: Session | Connection, events: list[AuditEvent]) -> int:
     return int(seq)
 
 
+_TIMED_OUT = "the audit log could not be written in time; the request was not completed"
+
+
 @dataclass
 class _Pending:
+    """Events to write together, and who waits for them: one thread (``append``), or every coroutine of one event
+    loop that appended during one turn of that loop (``append_async``)."""
+
     events: list[AuditEvent]
-    done: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event | None = None
     error: SigneryError | None = None
     loop: asyncio.AbstractEventLoop | None = None
-    future: asyncio.Future[None] | None = None
-
-    def finish(self, error: SigneryError | None) -> None:
-        self.error = error
-        self.done.set()
-        if self.loop is not None and self.future is not None:
-            self.loop.call_soon_threadsafe(_settle, self.future, error)
+    futures: list[asyncio.Future[None]] = field(default_factory=list)
+    timer: asyncio.TimerHandle | None = None
 
 
-def _settle(future: asyncio.Future[None], error: SigneryError | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
+def _settle(pending: _Pending, error: SigneryError | None) -> None:
+    """On the pending's loop: wake its coroutines."""
+    if pending.timer is not None:
+        pending.timer.cancel()
+    for future in pending.futures:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+
+def _time_out(pending: _Pending) -> None:
+    _settle(pending, EnvironmentFailure(_TIMED_OUT))
+
+
+def _finish(batch: list[_Pending], error: SigneryError | None) -> None:
+    """From the writer thread: wake every waiter of ``batch`` (one wake-up per event loop turn's worth)."""
+    for p in batch:
+        p.error = error
+        if p.done is not None:
+            p.done.set()
+        if p.loop is not None:
+            with contextlib.suppress(RuntimeError):  # a loop closed meanwhile has nobody left waiting
+                p.loop.call_soon_threadsafe(_settle, p, error)
 
 
 class AuditWriter:
@@ -146,7 +165,9 @@ class AuditWriter:
 
     A signature is returned only after its audit row is committed (or the request fails with 503). Batching keeps
     the lock on the chain head to one short transaction per batch instead of one per signature, which is what lets
-    several workers and processes share one chain at thousands of signatures a second.
+    several workers and processes share one chain at thousands of signatures a second. On the event loop, the
+    requests that append during one turn of the loop are handed to the writer thread together, and woken together:
+    two thread hand-offs per batch rather than per request.
     """
 
     def __init__(self, db: Database) -> None:
@@ -154,16 +175,18 @@ class AuditWriter:
         self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._gathering: dict[asyncio.AbstractEventLoop, _Pending] = {}  # touched only from each loop's thread
 
     def append(self, events: list[AuditEvent]) -> None:
         """Append ``events`` durably; raises ``EnvironmentFailure`` if they could not be written."""
         if not events:
             return
-        pending = _Pending(events)
+        pending = _Pending(events, done=threading.Event())
         self._start()
         self._queue.put(pending)
+        assert pending.done is not None
         if not pending.done.wait(AUDIT_WRITE_TIMEOUT):
-            raise EnvironmentFailure("the audit log could not be written in time; the request was not completed")
+            raise EnvironmentFailure(_TIMED_OUT)
         if pending.error is not None:
             raise pending.error
 
@@ -172,16 +195,20 @@ class AuditWriter:
         if not events:
             return
         loop = asyncio.get_running_loop()
-        pending = _Pending(events, loop=loop, future=loop.create_future())
+        future: asyncio.Future[None] = loop.create_future()
+        pending = self._gathering.get(loop)
+        if pending is None:
+            pending = self._gathering[loop] = _Pending([], loop=loop)
+            loop.call_soon(self._submit, loop)
+        pending.events += events
+        pending.futures.append(future)
+        await future
+
+    def _submit(self, loop: asyncio.AbstractEventLoop) -> None:
+        pending = self._gathering.pop(loop)
+        pending.timer = loop.call_later(AUDIT_WRITE_TIMEOUT, _time_out, pending)
         self._start()
         self._queue.put(pending)
-        assert pending.future is not None
-        timeout = EnvironmentFailure("the audit log could not be written in time; the request was not completed")
-        timer = loop.call_later(AUDIT_WRITE_TIMEOUT, _settle, pending.future, timeout)
-        try:
-            await pending.future
-        finally:
-            timer.cancel()
 
     def _start(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -193,14 +220,15 @@ class AuditWriter:
 
     def _run(self) -> None:
         while True:
+            # No linger: whatever queued while the previous transaction ran shares the next one.
             batch = [self._queue.get()]
-            # Linger a moment so concurrent requests share one transaction: a commit costs far more than a row.
-            time.sleep(AUDIT_LINGER_SECONDS)
-            while len(batch) < MAX_AUDIT_BATCH:
+            rows = len(batch[0].events)
+            while rows < MAX_AUDIT_BATCH:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+                rows += len(batch[-1].events)
             error: SigneryError | None = None
             try:
                 with self._db.connection() as conn:
@@ -209,8 +237,7 @@ class AuditWriter:
                 error = exc
             except Exception as exc:  # the writer thread must survive anything, and report it to the waiters
                 error = EnvironmentFailure(f"the audit log could not be written: {type(exc).__name__}")
-            for p in batch:
-                p.finish(error)
+            _finish(batch, error)
 
 
 def record(db: Database, event: AuditEvent) -> None:
