@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 
@@ -101,3 +103,48 @@ def test_audit_hash_covers_every_field() -> None:
     assert all(row_hash(seq=1, time="t", event=v, prev_hash=GENESIS) != h for v in variants)
     assert row_hash(seq=2, time="t", event=base, prev_hash=GENESIS) != h
     assert row_hash(seq=1, time="t", event=base, prev_hash="1" * 64) != h
+
+
+_text = st.text(max_size=40)  # any code point: quotes, backslashes, controls, non-ASCII, lone surrogates
+
+
+@given(
+    seq=st.integers(min_value=1, max_value=2**31),
+    time_=_text,
+    caller=_text,
+    action=_text,
+    result=_text,
+    key_name=st.none() | _text,
+    key_version=st.none() | st.integers(min_value=1, max_value=10**6),
+    digest=st.none() | _text,
+    detail=st.none() | _text,
+    prev=_text,
+)
+def test_audit_hash_is_the_json_dumps_canonical_form(
+    seq: int,
+    time_: str,
+    caller: str,
+    action: str,
+    result: str,
+    key_name: str | None,
+    key_version: int | None,
+    digest: str | None,
+    detail: str | None,
+    prev: str,
+) -> None:
+    """Chains written before row_hash was spelled out must still verify: the bytes hashed are json.dumps's."""
+    event = AuditEvent(caller, action, result, key_name, key_version, digest, detail)
+    doc = {
+        "seq": seq,
+        "time": time_,
+        "caller": caller,
+        "action": action,
+        "key": key_name,
+        "version": key_version,
+        "digest": digest,
+        "result": result,
+        "detail": detail,
+        "prev": prev,
+    }
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    assert row_hash(seq=seq, time=time_, event=event, prev_hash=prev) == hashlib.sha256(canonical).hexdigest()

@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from ..errors import EnvironmentFailure, Reason, SigneryError, TamperedError
@@ -45,42 +45,51 @@ class AuditEvent:
     detail: str | None = None
 
 
+_quote = json.encoder.encode_basestring_ascii  # exactly what json.dumps(..., ensure_ascii=True) does to a str
+
+
+def _q(value: str | None) -> str:
+    return "null" if value is None else _quote(value)
+
+
 def row_hash(*, seq: int, time: str, event: AuditEvent, prev_hash: str) -> str:
-    doc = {
-        "seq": seq,
-        "time": time,
-        "caller": event.caller,
-        "action": event.action,
-        "key": event.key_name,
-        "version": event.key_version,
-        "digest": event.digest,
-        "result": event.result,
-        "detail": event.detail,
-        "prev": prev_hash,
-    }
-    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-    return hashlib.sha256(canonical).hexdigest()
+    """SHA-256 of the row's canonical JSON: ``json.dumps`` of its fields with sorted keys, no spaces, ASCII only.
+
+    Spelled out rather than built through ``json.dumps`` (an encoder per call), because it runs once per row; the
+    unit tests hold it to the ``json.dumps`` form byte for byte.
+    """
+    version = "null" if event.key_version is None else int.__repr__(event.key_version)
+    canonical = (
+        f'{{"action":{_q(event.action)},"caller":{_q(event.caller)},"detail":{_q(event.detail)},'
+        f'"digest":{_q(event.digest)},"key":{_q(event.key_name)},"prev":{_q(prev_hash)},'
+        f'"result":{_q(event.result)},"seq":{int.__repr__(seq)},"time":{_q(time)},"version":{version}}}'
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-# Plain SQL built once: this runs for every signature, and building SQLAlchemy expressions per call costs more
-# than the database work. PostgreSQL locks the head row; SQLite's BEGIN IMMEDIATE already holds the database.
-_HEAD = text("SELECT seq, hash FROM audit_head WHERE id = 1")
-_HEAD_FOR_UPDATE = text("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
-_INSERT = text(
+# Driver-level SQL, written once per parameter style: this runs for every batch of signatures, and SQLAlchemy's
+# statement machinery costs more than the database work. PostgreSQL locks the head row; SQLite's BEGIN IMMEDIATE
+# already holds the database.
+_HEAD_SQL = "SELECT seq, hash FROM audit_head WHERE id = 1"
+_INSERT_SQL = (
     "INSERT INTO audit_log (seq, time, caller, action, key_name, key_version, digest, result, detail, prev_hash, hash)"
-    " VALUES (:seq, :time, :caller, :action, :key_name, :key_version, :digest, :result, :detail, :prev_hash, :hash)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_MOVE_HEAD = text("UPDATE audit_head SET seq = :seq, hash = :hash WHERE id = 1")
+_MOVE_SQL = "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1"
+_SQLITE_SQL = (_HEAD_SQL, _INSERT_SQL, _MOVE_SQL)
+_PG_SQL = (_HEAD_SQL + " FOR UPDATE", _INSERT_SQL.replace("?", "%s"), _MOVE_SQL.replace("?", "%s"))
 
 
 def append(session: Session | Connection, events: list[AuditEvent]) -> int:
     """Append ``events`` to the chain inside ``session``'s transaction; returns the last sequence number."""
     conn = session.connection() if isinstance(session, Session) else session
-    head = conn.execute(_HEAD_FOR_UPDATE if conn.dialect.name == "postgresql" else _HEAD).one_or_none()
+    postgres = conn.dialect.name == "postgresql"
+    head_sql, insert_sql, move_sql = _PG_SQL if postgres else _SQLITE_SQL
+    head = conn.exec_driver_sql(head_sql).one_or_none()
     if head is None:
         raise EnvironmentFailure("the audit chain head is missing; the database was not initialised")
-    seq, prev = head.seq, head.hash
-    rows: list[dict[str, object]] = []
+    seq, prev = int(head[0]), str(head[1])
+    rows: list[tuple[object, ...]] = []
     stamp = utc_now()
     for raw in events:
         event = AuditEvent(
@@ -95,25 +104,25 @@ def append(session: Session | Connection, events: list[AuditEvent]) -> int:
         seq += 1
         digest = row_hash(seq=seq, time=stamp, event=event, prev_hash=prev)
         rows.append(
-            {
-                "seq": seq,
-                "time": stamp,
-                "caller": event.caller,
-                "action": event.action,
-                "key_name": event.key_name,
-                "key_version": event.key_version,
-                "digest": event.digest,
-                "result": event.result,
-                "detail": event.detail,
-                "prev_hash": prev,
-                "hash": digest,
-            }
+            (
+                seq,
+                stamp,
+                event.caller,
+                event.action,
+                event.key_name,
+                event.key_version,
+                event.digest,
+                event.result,
+                event.detail,
+                prev,
+                digest,
+            )
         )
         prev = digest
     if rows:
-        session.execute(_INSERT, rows)
-        session.execute(_MOVE_HEAD, {"seq": seq, "hash": prev})
-    return int(seq)
+        conn.exec_driver_sql(insert_sql, rows)
+        conn.exec_driver_sql(move_sql, (seq, prev))
+    return seq
 
 
 _TIMED_OUT = "the audit log could not be written in time; the request was not completed"
