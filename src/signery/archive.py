@@ -35,12 +35,12 @@ from types import TracebackType
 from typing import IO, Any, Literal, NamedTuple, overload
 
 from .digests import MultiHasher
+from .errors import MalformedError, TamperedError, UnsafeArchiveError
 
 try:  # the optional C accelerator (setup.py); the pure-Python reader below is the reference either way
     from . import _fastzip
 except ImportError:  # pragma: no cover - exercised where no compiler was available at install time
     _fastzip = None  # type: ignore[assignment,unused-ignore]
-from .errors import MalformedError, TamperedError, UnsafeArchiveError
 
 _EOCD = b"PK\x05\x06"
 _EOCD64 = b"PK\x06\x06"
@@ -403,7 +403,6 @@ class ZipArchive:
             if progress:
                 progress(done)
         return out
-
 
     def raw_bytes(self, start: int, end: int) -> memoryview:
         return memoryview(self._map)[start:end]

@@ -488,13 +488,17 @@ def _fail(c: _Candidate, reason: Reason, detail: str, *, subject: str | None = N
 
 def _check_signature(c: _Candidate, trust: TrustSet, when: datetime) -> SignatureCheck | None:
     """Authenticity, trust and policy of one signature; ``None`` means "now compare the contents"."""
+    c.statement = None
+    split = _split_payload(c.envelope.payload)
+    if split is not None:
+        try:
+            c.statement = Statement.from_payload(split[0] + b"]}")
+            c.subjects_json = split[1]
+        except MalformedError:
+            pass  # not the canonical layout after all: parse the whole payload
     try:
-        split = _split_payload(c.envelope.payload)
-        if split is None:
+        if c.statement is None:
             c.statement = Statement.from_payload(c.envelope.payload)
-        else:
-            head, c.subjects_json = split
-            c.statement = Statement.from_payload(head + b"]}")
     except MalformedError as exc:
         c.statement = None
         return _fail(c, Reason.MALFORMED, f"signature payload: {exc.message}")

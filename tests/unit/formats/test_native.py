@@ -489,3 +489,16 @@ def test_the_last_subject_key_decides_as_in_a_full_parse(tmp_path: Path, signers
     assert check(signed, trust_of(s)) == (True, None, None)  # json.loads keeps the last member: the real subjects
     doc = json.loads(evil + body + b"]}")
     assert [x["name"] for x in doc["subject"]] == sorted(FILES, key=list(FILES).index)
+
+
+def test_a_nested_subject_member_is_parsed_whole(tmp_path: Path, signers: dict[str, FileSigner]) -> None:
+    # The last ',"subject":[' of this valid statement belongs to an extra member of the last subject: the split
+    # head does not parse, so the whole payload is parsed, as any JSON reader would.
+    s = signers["ed25519"]
+    signed = native.sign(make_zip(tmp_path / "a.zip"), s)
+    doc = json.loads(_payload_of(signed))
+    doc["subject"][-1]["x"] = {"q": 1, "subject": []}
+    payload = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
+    assert native._split_payload(payload) is not None
+    _resign(signed, s, payload)
+    assert check(signed, trust_of(s)) == (True, None, None)
