@@ -98,7 +98,7 @@ def app_from_environment() -> Any:
     default=200.0,
     show_default=True,
     type=click.FloatRange(min=0.001),
-    help="Requests per second per API key (token bucket, per worker).",
+    help="Requests per second per API key (token bucket shared by every server on the database).",
 )
 @click.option("--burst", default=400, show_default=True, type=click.IntRange(1), help="Token bucket size.")
 @click.option(

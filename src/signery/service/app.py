@@ -13,7 +13,7 @@ from .deps import ServiceState
 from .errors import install_handlers
 from .fastpath import SignFastPath
 from .keystore import KeyStore
-from .ratelimit import RateLimiter
+from .ratelimit import RateLimiter, SharedRateLimiter
 from .routes import api_keys, audit, bootstrap, health, keys
 from .settings import Settings
 from .storage import Database
@@ -102,7 +102,8 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
         db=db,
         audit=AuditWriter(db),
         keystore=KeyStore(settings.master_key),
-        limiter=RateLimiter(rate=settings.rate_per_second, burst=settings.burst),
+        limiter=SharedRateLimiter(db, rate=settings.rate_per_second, burst=settings.burst),
+        anon_limiter=RateLimiter(rate=settings.rate_per_second, burst=settings.burst),
         auth_cache={},
         auth_lock=threading.Lock(),
     )

@@ -16,7 +16,7 @@ from .apikeys import Caller, authenticate
 from .audit import AuditWriter
 from .errors import DeniedError, RateLimitedError
 from .keystore import KeyStore
-from .ratelimit import RateLimiter
+from .ratelimit import RateLimiter, SharedRateLimiter
 from .storage import Database
 
 AUTH_CACHE_SECONDS = 1.0  # a revocation made by another process takes effect within this; this process: at once
@@ -30,7 +30,8 @@ class ServiceState:
     db: Database
     audit: AuditWriter
     keystore: KeyStore
-    limiter: RateLimiter
+    limiter: SharedRateLimiter  # API keys: one bucket each, shared through the database
+    anon_limiter: RateLimiter  # callers without a valid API key, by address, per process
     auth_cache: dict[str, tuple[Caller, float]]
     auth_lock: threading.Lock
 
@@ -78,7 +79,7 @@ async def authenticate_request(state: ServiceState, token: str | None, *, client
         RateLimitedError: 429, over the caller's rate.
     """
     if not token:
-        _limit(state, f"anon:{client}")
+        _limit_anonymous(state, client)
         raise DeniedError("an X-API-Key header is required", status=401, caller="-", action=action)
     cache_key = hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
     now = time.monotonic()
@@ -88,7 +89,7 @@ async def authenticate_request(state: ServiceState, token: str | None, *, client
     if caller is None:
         caller = await run_in_threadpool(_lookup, state, token)
         if caller is None:
-            _limit(state, f"anon:{client}")
+            _limit_anonymous(state, client)
             raise DeniedError(
                 "the API key is not valid (unknown, expired or revoked)", status=401, caller="-", action=action
             )
@@ -96,7 +97,11 @@ async def authenticate_request(state: ServiceState, token: str | None, *, client
             if len(state.auth_cache) >= MAX_AUTH_CACHE:
                 state.auth_cache.clear()
             state.auth_cache[cache_key] = (caller, now)
-    _limit(state, caller.api_key_id)
+    wait = state.limiter.take_local(caller.api_key_id)
+    if wait is None:  # this process's lease is spent: lease more from the database, off the event loop
+        wait = await run_in_threadpool(state.limiter.take, caller.api_key_id)
+    if wait:
+        raise RateLimitedError(f"rate limit exceeded; retry in {wait} s", retry_after=wait)
     return caller
 
 
@@ -105,8 +110,8 @@ def _lookup(state: ServiceState, token: str) -> Caller | None:
         return authenticate(session, token)
 
 
-def _limit(state: ServiceState, key: str) -> None:
-    wait = state.limiter.take(key)
+def _limit_anonymous(state: ServiceState, client: str) -> None:
+    wait = state.anon_limiter.take(f"anon:{client}")
     if wait:
         raise RateLimitedError(f"rate limit exceeded; retry in {wait} s", retry_after=wait)
 

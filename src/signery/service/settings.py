@@ -15,7 +15,7 @@ from ..errors import ConfigError
 
 MASTER_KEY_BYTES = 32  # AES-256
 MAX_MASTER_KEY_FILE_BYTES = 4096  # a base64 key is 44 bytes; refuse to read anything large
-DEFAULT_RATE_PER_SECOND = 200.0  # per API key per process: generous for CI pipelines, bounds a runaway client
+DEFAULT_RATE_PER_SECOND = 200.0  # per API key, across all servers: generous for CI, bounds a runaway client
 DEFAULT_BURST = 400
 DEFAULT_MAX_BODY_BYTES = 1 << 20  # 64 KiB messages, base64, in batches of a few: 1 MiB is plenty
 
@@ -91,7 +91,7 @@ class Settings:
     Attributes:
         database_url: ``sqlite:///path`` or ``postgresql://...``.
         master_key: wraps the per-key data keys.
-        rate_per_second: token-bucket refill per API key (per server process).
+        rate_per_second: token-bucket refill per API key (shared through the database by every server).
         burst: token-bucket size per API key.
         max_body_bytes: larger request bodies are refused with 413.
     """

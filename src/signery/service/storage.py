@@ -18,6 +18,7 @@ from sqlalchemy import (
     Boolean,
     Connection,
     Engine,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -106,6 +107,16 @@ class AuditHeadRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class RateBucketRow(Base):
+    """One token bucket per API key, shared by every server process on the database (see ``ratelimit.py``)."""
+
+    __tablename__ = "rate_buckets"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    updated: Mapped[float] = mapped_column(Float)  # the database clock, seconds since the epoch
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
