@@ -245,7 +245,13 @@ def test_audit_rows_and_tamper_detection(service: Service) -> None:
     service.client.post("/v1/keys", json={"name": "b", "type": "ed25519"})  # denied: 401
     r = service.client.get("/v1/audit", headers=h)
     body = r.json()
-    assert body["chain_valid"] is True
+    assert body["verification"] == {
+        "scope": "page",
+        "valid": True,
+        "from_seq": 1,
+        "to_seq": body["head_seq"],
+        "error": None,
+    }
     actions = [(e["action"], e["result"]) for e in body["entries"]]
     assert ("key.create", "ok") in actions and ("sign", "ok") in actions
     assert ("POST /v1/keys", "denial:401".replace("denial", "denied")) in actions
@@ -256,7 +262,8 @@ def test_audit_rows_and_tamper_detection(service: Service) -> None:
     with service.db.session() as s:
         s.execute(update(AuditRow).where(AuditRow.action == "sign").values(caller="mallory"))
     r = service.client.get("/v1/audit", headers=h)
-    assert r.json()["chain_valid"] is False and "altered" in r.json()["error"]["message"]
+    checked = r.json()["verification"]
+    assert checked["valid"] is False and "altered" in checked["error"]["message"]
 
 
 def test_audit_deletion_detected(sqlite_service: Service) -> None:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import queue
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -261,47 +262,103 @@ class ChainReport:
     head_hash: str
 
 
+def _check_rows(rows: Iterable[AuditRow], *, prev: str, expected_seq: int) -> tuple[str, int]:
+    """Check ``rows`` (in order) follow a row whose hash is ``prev`` and whose successor is ``expected_seq``:
+    contiguous sequence numbers, every link, every hash. Returns the last hash and the next expected number.
+
+    Raises:
+        TamperedError: the first row (``subject`` is its sequence number) that does not check.
+    """
+    for row in rows:
+        where = str(row.seq)
+        if row.seq != expected_seq:
+            raise TamperedError(f"audit row {expected_seq} is missing (next is {row.seq})", subject=where)
+        if row.prev_hash != prev:
+            raise TamperedError(f"audit row {row.seq} does not link to row {row.seq - 1}", subject=where)
+        event = AuditEvent(
+            caller=row.caller,
+            action=row.action,
+            result=row.result,
+            key_name=row.key_name,
+            key_version=row.key_version,
+            digest=row.digest,
+            detail=row.detail,
+        )
+        if row_hash(seq=row.seq, time=row.time, event=event, prev_hash=prev) != row.hash:
+            raise TamperedError(f"audit row {row.seq} was altered (its hash does not match)", subject=where)
+        prev, expected_seq = row.hash, row.seq + 1
+    return prev, expected_seq
+
+
+def _check_head(head: AuditHeadRow, *, last: int, prev: str) -> None:
+    if head.seq != last or head.hash != prev:
+        raise TamperedError(
+            f"the audit head says row {head.seq} but the chain ends at row {last}",
+            reason=Reason.TAMPERED,
+            subject=str(last),
+        )
+
+
+def _head(session: Session) -> AuditHeadRow:
+    head = session.get(AuditHeadRow, 1)
+    if head is None:
+        raise EnvironmentFailure("the audit chain head is missing; the database was not initialised")
+    return head
+
+
 def verify_chain(db: Database) -> ChainReport:
-    """Check the whole chain: contiguous sequence numbers, every link, every hash, and the head row.
+    """Check the whole chain end to end: contiguous sequence numbers, every link, every hash, and the head row.
+
+    Reads one consistent snapshot and takes no lock: the service keeps appending meanwhile.
 
     Raises:
         TamperedError: the first row (``subject`` is its sequence number) that does not check.
     """
     prev, expected_seq = GENESIS, 1
-    with db.session() as session:
-        head = session.get(AuditHeadRow, 1)
-        if head is None:
-            raise EnvironmentFailure("the audit chain head is missing; the database was not initialised")
-        last = 0
+    with db.snapshot_session() as session:
+        head = _head(session)
         while True:
-            rows = session.scalars(
-                select(AuditRow).where(AuditRow.seq > last).order_by(AuditRow.seq).limit(VERIFY_BATCH)
-            )
-            batch = list(rows)
+            stmt = select(AuditRow).where(AuditRow.seq >= expected_seq).order_by(AuditRow.seq).limit(VERIFY_BATCH)
+            batch = list(session.scalars(stmt))
             if not batch:
                 break
-            for row in batch:
-                where = str(row.seq)
-                if row.seq != expected_seq:
-                    raise TamperedError(f"audit row {expected_seq} is missing (next is {row.seq})", subject=where)
-                if row.prev_hash != prev:
-                    raise TamperedError(f"audit row {row.seq} does not link to row {row.seq - 1}", subject=where)
-                event = AuditEvent(
-                    caller=row.caller,
-                    action=row.action,
-                    result=row.result,
-                    key_name=row.key_name,
-                    key_version=row.key_version,
-                    digest=row.digest,
-                    detail=row.detail,
-                )
-                if row_hash(seq=row.seq, time=row.time, event=event, prev_hash=prev) != row.hash:
-                    raise TamperedError(f"audit row {row.seq} was altered (its hash does not match)", subject=where)
-                prev, expected_seq, last = row.hash, row.seq + 1, row.seq
-        if head.seq != last or head.hash != prev:
-            raise TamperedError(
-                f"the audit head says row {head.seq} but the chain ends at row {last}",
-                reason=Reason.TAMPERED,
-                subject=str(last),
-            )
-    return ChainReport(rows=last, head_hash=prev)
+            prev, expected_seq = _check_rows(batch, prev=prev, expected_seq=expected_seq)
+        _check_head(head, last=expected_seq - 1, prev=prev)
+    return ChainReport(rows=expected_seq - 1, head_hash=prev)
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    """Up to ``limit`` rows after a sequence number, and how far they were checked.
+
+    ``error`` is ``None`` when the rows check: each hash, each link, no gap, the first row's link to the stored row
+    before it, and (when the page reaches the end of the log) the head. That proves the page consistent with what
+    is stored around it, not the rows before it: :func:`verify_chain` checks the whole chain.
+    """
+
+    rows: list[AuditRow]
+    head_seq: int
+    head_hash: str
+    error: TamperedError | None
+
+
+def read_page(db: Database, *, after: int, limit: int) -> AuditPage:
+    """The rows numbered above ``after`` (at most ``limit``), checked as described in :class:`AuditPage`."""
+    with db.snapshot_session() as session:
+        head = _head(session)
+        rows = list(session.scalars(select(AuditRow).where(AuditRow.seq > after).order_by(AuditRow.seq).limit(limit)))
+        error: TamperedError | None = None
+        try:
+            if after >= head.seq:
+                if rows:  # rows beyond the head: appended without moving it, or the head was rolled back
+                    _check_head(head, last=rows[-1].seq, prev=rows[-1].hash)
+            else:
+                before = GENESIS if after == 0 else session.scalar(select(AuditRow.hash).where(AuditRow.seq == after))
+                if before is None:
+                    raise TamperedError(f"audit row {after} is missing", subject=str(after))
+                prev, expected_seq = _check_rows(rows, prev=before, expected_seq=after + 1)
+                if expected_seq - 1 >= head.seq or len(rows) < limit:  # this page is the end of the log
+                    _check_head(head, last=expected_seq - 1, prev=prev)
+        except TamperedError as err:
+            error = err
+    return AuditPage(rows=rows, head_seq=head.seq, head_hash=head.hash, error=error)

@@ -227,12 +227,23 @@ class AuditEntryPublic(BaseModel):
     hash: str
 
 
+class AuditVerification(BaseModel):
+    scope: Literal["page", "full"] = Field(
+        description="page: the returned rows, linked to the stored row before them (and to the head when they reach "
+        "it); full: the whole chain from row 1 to the head (?verify=full)"
+    )
+    valid: bool
+    from_seq: int | None = Field(default=None, description="first row checked (none: nothing to check)")
+    to_seq: int | None = Field(default=None, description="last row checked")
+    error: ErrorPublic | None = Field(default=None, description="the first row that does not check")
+
+
 class AuditPublic(BaseModel):
     entries: list[AuditEntryPublic]
-    chain_valid: bool
-    chain_rows: int
-    head_hash: str | None = None
-    error: ErrorPublic | None = None
+    next_after: int | None = Field(description="pass as ?after= for the next page; null at the end of the log")
+    head_seq: int = Field(description="the last row of the chain, by the audit head")
+    head_hash: str
+    verification: AuditVerification
 
 
 class ApiKeyCreate(_Strict):

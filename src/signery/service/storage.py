@@ -233,6 +233,15 @@ class Database:
         finally:
             session.close()
 
+    @contextmanager
+    def snapshot_session(self) -> Iterator[Session]:
+        """A read-only session that sees one consistent snapshot throughout (SQLite WAL: a read transaction;
+        PostgreSQL: REPEATABLE READ), without taking any write lock."""
+        with self.read_session() as session:
+            if self._read_engine is None:
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            yield session
+
     def _alembic_config(self) -> Any:
         from alembic.config import Config
 
