@@ -7,15 +7,17 @@ against the key's public half before returning it: a wrong or lying server canno
 
 Example::
 
-    signer = RemoteSigner("https://sign.example.org", api_key, "release")
+    signer = RemoteSigner("https://sign.example.org", api_key, "release", ca_file="internal-ca.pem")
     signature = signer.sign(statement_bytes)
 """
 
 from __future__ import annotations
 
 import base64
+import ssl
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -43,17 +45,40 @@ class RemoteKeyVersion:
     openpgp_certificate: str | None
 
 
-class ServiceClient:
-    """A small keep-alive HTTP client for the service's JSON API, mapping failures to signery errors."""
+def tls_context(ca_file: str | Path) -> ssl.SSLContext:
+    """A client TLS context that trusts exactly the CA certificates in ``ca_file`` (PEM), e.g. a private CA."""
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except FileNotFoundError:
+        raise ConfigError(f"CA file {ca_file} does not exist", subject=str(ca_file)) from None
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise ConfigError(f"CA file {ca_file} holds no usable PEM certificates: {exc}", subject=str(ca_file)) from None
 
-    def __init__(self, server: str, api_key: str | None, *, transport: httpx.BaseTransport | None = None) -> None:
+
+class ServiceClient:
+    """A small keep-alive HTTP client for the service's JSON API, mapping failures to signery errors.
+
+    ``ca_file``: PEM CA certificates to trust for an ``https://`` server instead of the system's (a private CA).
+    """
+
+    def __init__(
+        self,
+        server: str,
+        api_key: str | None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        ca_file: str | Path | None = None,
+    ) -> None:
         if not server.startswith(("http://", "https://")):
             raise UsageError(f"server {server!r} must be an http:// or https:// URL", subject=server)
         self.server = server.rstrip("/")
         headers = {"User-Agent": "signery"}
         if api_key:
             headers["X-API-Key"] = api_key
-        self._http = httpx.Client(base_url=self.server, headers=headers, timeout=TIMEOUT, transport=transport)
+        verify: ssl.SSLContext | bool = tls_context(ca_file) if ca_file is not None else True
+        self._http = httpx.Client(
+            base_url=self.server, headers=headers, timeout=TIMEOUT, transport=transport, verify=verify
+        )
 
     def __repr__(self) -> str:  # never show the API key
         return f"ServiceClient({self.server!r})"
@@ -75,6 +100,14 @@ class ServiceClient:
                             )
                     response._content = bytes(body)
             except httpx.HTTPError as exc:
+                untrusted = _certificate_error(exc)
+                if untrusted is not None:
+                    raise EnvironmentFailure(
+                        f"signing service {self.server} presented a certificate this client does not trust: "
+                        f"{untrusted.verify_message or untrusted.reason}",
+                        subject=self.server,
+                        hint="pass --ca-file (or set SIGNERY_CA_FILE) to the CA certificate that issued it",
+                    ) from exc
                 raise EnvironmentFailure(
                     f"signing service {self.server} unreachable: {type(exc).__name__}: {exc}", subject=self.server
                 ) from exc
@@ -110,6 +143,15 @@ class ServiceClient:
         if code in (400, 409, 413, 422):
             raise UsageError(text, subject=subject)
         raise EnvironmentFailure(text, subject=subject)
+
+
+def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _retry_after(response: httpx.Response, attempt: int) -> float:
@@ -179,9 +221,10 @@ class RemoteSigner:
         *,
         version: int | None = None,
         transport: httpx.BaseTransport | None = None,
+        ca_file: str | Path | None = None,
     ) -> None:
         self.name = _path_name(name)
-        self._client = ServiceClient(server, api_key, transport=transport)
+        self._client = ServiceClient(server, api_key, transport=transport, ca_file=ca_file)
         self._version = version
         self._key: RemoteKeyVersion | None = None
         self._public: PublicKey | None = None
@@ -265,9 +308,10 @@ class RemoteOpenPGPSigner:
         *,
         version: int | None = None,
         transport: httpx.BaseTransport | None = None,
+        ca_file: str | Path | None = None,
     ) -> None:
         self.name = _path_name(name)
-        self._client = ServiceClient(server, api_key, transport=transport)
+        self._client = ServiceClient(server, api_key, transport=transport, ca_file=ca_file)
         key = fetch_key(self._client, self.name, version=version)
         if key.type not in _PGP_ALGORITHMS:
             raise UsageError(f"{self.name} is not an OpenPGP key (it is {key.type})", subject=self.name)
@@ -313,18 +357,20 @@ class RemoteOpenPGPSigner:
         return value
 
 
-def remote_public_key(server: str, name: str, *, version: int | None = None) -> RemoteKeyVersion:
+def remote_public_key(
+    server: str, name: str, *, version: int | None = None, ca_file: str | Path | None = None
+) -> RemoteKeyVersion:
     """The public half of a service key (no API key needed)."""
-    client = ServiceClient(server, None)
+    client = ServiceClient(server, None, ca_file=ca_file)
     try:
         return fetch_key(client, name, version=version)
     finally:
         client.close()
 
 
-def remote_keys(server: str, api_key: str) -> list[dict[str, Any]]:
+def remote_keys(server: str, api_key: str, *, ca_file: str | Path | None = None) -> list[dict[str, Any]]:
     """The service's keys (names, types, versions); needs an API key with read or sign scope."""
-    client = ServiceClient(server, api_key)
+    client = ServiceClient(server, api_key, ca_file=ca_file)
     try:
         return list_keys(client)
     finally:

@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -57,20 +58,31 @@ class ServerProcess:
             self.kill()
 
 
-def start_server(home: Path, db_url: str, *, workers: int = 1, extra: tuple[str, ...] = ()) -> ServerProcess:
+def start_server(
+    home: Path,
+    db_url: str,
+    *,
+    workers: int = 1,
+    extra: tuple[str, ...] = (),
+    tls: tuple[Path, Path, Path] | None = None,
+) -> ServerProcess:
+    """``signery server`` on a free port; ``tls`` = (certificate, key, CA that issued it) serves HTTPS."""
     port = free_port()
     env = {**os.environ, "SIGNERY_HOME": str(home)}
     args = [sys.executable, "-m", "signery", "server", "--database-url", db_url, "--port", str(port)]
     args += ["--workers", str(workers), "--rate-limit", "100000", "--burst", "100000", *extra]
+    if tls is not None:
+        args += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(tls[2])) if tls is not None else True
     # Its own process group, so a kill reaches uvicorn's worker processes too.
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited: {proc.stderr.read().decode() if proc.stderr else ''}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/healthz", timeout=1, verify=verify).status_code == 200:
                 return ServerProcess(proc, url)
         time.sleep(0.1)
     ServerProcess(proc, url).kill()

@@ -3,6 +3,7 @@
 \b
   signery server init                               # master key (0600) + database + first admin API key
   signery server --port 8443 --workers 2            # serve (FastAPI + uvicorn)
+  signery server --tls-cert server.crt --tls-key server.key   # HTTPS
   signery server api-key create --name ci --scope 'sign:release-*'
   signery server audit verify
 """
@@ -94,6 +95,18 @@ def app_from_environment() -> Any:
 @click.option("--port", default=8443, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option(
+    "--tls-cert",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Serve HTTPS with this certificate (PEM, chain after the leaf); needs --tls-key.",
+)
+@click.option(
+    "--tls-key",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="The certificate's private key (PEM, unencrypted, mode 0600); needs --tls-cert.",
+)
+@click.option(
     "--rate-limit",
     default=200.0,
     show_default=True,
@@ -116,6 +129,8 @@ def server(
     host: str,
     port: int,
     workers: int,
+    tls_cert: str | None,
+    tls_key: str | None,
     rate_limit: float,
     burst: int,
     log_level: str,
@@ -123,7 +138,7 @@ def server(
     """Run the signing service (FastAPI + uvicorn), or administer it with a subcommand.
 
     The server refuses to start without a master key or on a database that is not migrated.
-    TLS: run it behind a TLS-terminating proxy, or on 127.0.0.1 only.
+    TLS: --tls-cert/--tls-key, or a TLS-terminating proxy in front, or 127.0.0.1 only.
     """
     # Everything this process creates (the SQLite database and its -wal/-shm journals, the master key) holds
     # sealed keys or secrets: private from birth, not chmod-ed after the fact.
@@ -135,17 +150,24 @@ def server(
     import uvicorn
 
     from ..service import Settings, create_app
+    from ..service.settings import tls_files
     from ..service.storage import Database
+
+    tls = tls_files(tls_cert, tls_key)
+    certfile, keyfile = (str(tls.cert), str(tls.key)) if tls else (None, None)
 
     Settings(database_url=url, master_key=master, rate_per_second=rate_limit, burst=burst)  # validate first
     db = Database(url)
     db.check_schema()
     db.dispose()
-    click.echo(f"signery server: {db.display_url} on http://{host}:{port} ({workers} worker(s))", err=True)
+    scheme = "https" if tls else "http"
+    click.echo(f"signery server: {db.display_url} on {scheme}://{host}:{port} ({workers} worker(s))", err=True)
     if workers == 1:
         sys.setswitchinterval(GIL_SWITCH_INTERVAL)
         app = create_app(Settings(database_url=url, master_key=master, rate_per_second=rate_limit, burst=burst))
-        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+        uvicorn.run(
+            app, host=host, port=port, log_level=log_level, access_log=False, ssl_certfile=certfile, ssl_keyfile=keyfile
+        )
         return
     os.environ[_WORKER_CONFIG_ENV] = json.dumps(
         {
@@ -165,6 +187,8 @@ def server(
         workers=workers,
         log_level=log_level,
         access_log=False,
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,53 @@ class MasterKey:
 
     def to_text(self) -> str:
         return base64.b64encode(self._key).decode()
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A server certificate (chain, PEM) and its private key (PEM, unencrypted, private to its owner)."""
+
+    cert: Path
+    key: Path
+
+
+def _no_password() -> bytes:
+    return b""  # an encrypted key then fails to load instead of prompting on a terminal
+
+
+def tls_files(cert: str | Path | None, key: str | Path | None) -> TlsFiles | None:
+    """Check ``--tls-cert``/``--tls-key`` before the server starts: both or neither, the key file readable by its owner
+    only, and the two loading together as a TLS server identity.
+
+    Raises:
+        ConfigError: what is wrong, naming the file or option.
+    """
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        missing = "--tls-cert" if cert is None else "--tls-key"
+        raise ConfigError(f"--tls-cert and --tls-key go together: {missing} is missing", subject=missing)
+    cert_path, key_path = Path(cert), Path(key)
+    for what, path in (("certificate", cert_path), ("key", key_path)):
+        if not path.is_file():
+            raise ConfigError(f"TLS {what} file {path} does not exist or is not a file", subject=str(path))
+    mode = key_path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise ConfigError(
+            f"TLS key file {key_path} is accessible by group or others (mode {mode:04o})",
+            subject=str(key_path),
+            hint=f"chmod 600 {key_path}",
+        )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert_path, key_path, password=_no_password)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(
+            f"TLS certificate {cert_path} and key {key_path} do not load as a pair (PEM, matching, key unencrypted): "
+            f"{getattr(exc, 'reason', None) or exc}",
+            subject=str(key_path),
+        ) from None
+    return TlsFiles(cert=cert_path, key=key_path)
 
 
 def normalise_database_url(url: str) -> str:
