@@ -13,13 +13,15 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..errors import ConfigError, UsageError
+from ..errors import ConfigError, EnvironmentFailure, UsageError
 from ._common import emit_json, handle_errors, json_option, signery_home
 
 MASTER_KEY_ENV = "SIGNERY_MASTER_KEY"
@@ -179,17 +181,106 @@ def server(
             "burst": burst,
         }
     )
-    uvicorn.run(
-        "signery.cli.server:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        access_log=False,
-        ssl_certfile=certfile,
-        ssl_keyfile=keyfile,
-    )
+    listen = _Listen(host=host, port=port, log_level=log_level, certfile=certfile, keyfile=keyfile)
+    if hasattr(socket, "SO_REUSEPORT"):
+        _supervise(workers, listen)
+        return
+    uvicorn.run(listen.config().app, factory=True, workers=workers, **listen.uvicorn_options())
+
+
+# Worker processes. uvicorn's own supervisor hands every worker one shared listening socket; the first worker to
+# wake then accepts a whole burst of connections, and with keep-alive clients (proxies, CI runners, wrk) one worker
+# can end up serving every connection while the others idle. Here each worker listens on its own SO_REUSEPORT
+# socket, so the kernel assigns each new connection to a worker (Linux lets only the same user join the group).
+WORKER_STARTUP_SECONDS = 10.0  # a worker exiting by itself sooner failed to start (bad app, TLS files): stop
+
+
+@dataclass(frozen=True)
+class _Listen:
+    host: str
+    port: int
+    log_level: str
+    certfile: str | None
+    keyfile: str | None
+
+    def new_socket(self) -> socket.socket:
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        return sock
+
+    def uvicorn_options(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "port": self.port,
+            "log_level": self.log_level,
+            "access_log": False,
+            "ssl_certfile": self.certfile,
+            "ssl_keyfile": self.keyfile,
+        }
+
+    def config(self) -> Any:
+        import uvicorn
+
+        return uvicorn.Config("signery.cli.server:app_from_environment", factory=True, **self.uvicorn_options())
+
+
+def _worker(listen: _Listen) -> None:
+    """One worker process: its own socket on host:port, then uvicorn on it."""
+    import uvicorn
+
+    sock = listen.new_socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((listen.host, listen.port))
+    uvicorn.Server(listen.config()).run(sockets=[sock])
+
+
+def _supervise(workers: int, listen: _Listen) -> None:
+    """Run ``workers`` worker processes until SIGINT/SIGTERM; replace one that dies, unless it failed to start."""
+    import multiprocessing
+    import signal
+    import threading
+    import time
+
+    probe = listen.new_socket()
+    try:  # without SO_REUSEPORT: refuses a port in use, including by another server's worker group
+        probe.bind((listen.host, listen.port))
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {listen.host}:{listen.port}: {exc.strerror}", subject="--port") from None
+    finally:
+        probe.close()
+    spawn = multiprocessing.get_context("spawn")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def start() -> tuple[Any, float]:
+        process = spawn.Process(target=_worker, args=(listen,), name="signery-worker", daemon=False)
+        process.start()
+        return process, time.monotonic()
+
+    running = [start() for _ in range(workers)]
+    failed = False
+    try:
+        while not stop.wait(0.5):
+            for i, (process, started) in enumerate(running):
+                if process.is_alive() or stop.is_set():
+                    continue
+                # exitcode < 0: killed by a signal (OOM killer, an operator): replace it; >= 0: it gave up itself
+                if process.exitcode >= 0 and time.monotonic() - started < WORKER_STARTUP_SECONDS:
+                    failed = True
+                    stop.set()
+                    break
+                running[i] = start()
+    finally:
+        for process, _ in running:
+            if process.is_alive():
+                process.terminate()
+        for process, _ in running:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+    if failed:
+        raise EnvironmentFailure("a server worker process failed to start (its error is logged above)")
 
 
 @server.command()
