@@ -41,13 +41,15 @@ def test_keep_alive_connections_spread_over_workers(tmp_path: Path) -> None:
     admin = init_service(tmp_path, url)
     h = {"X-API-Key": admin}
     with running(tmp_path, url, workers=2) as server:
+        # Connect at once, as wrk or a load balancer does, as soon as the server first answers: the second worker
+        # may still be starting; connections the kernel gave its socket wait for it.
+        clients = [httpx.Client(base_url=server.url, headers=h, timeout=30) for _ in range(16)]
+        for c in clients:
+            c.get("/healthz")
         workers = _workers(server.proc.pid)
         assert len(workers) == 2
         assert httpx.post(f"{server.url}/v1/keys", json={"name": "k", "type": "ed25519"}, headers=h).status_code == 201
         before = {pid: _cpu_seconds(pid) for pid in workers}
-        clients = [httpx.Client(base_url=server.url, headers=h, timeout=30) for _ in range(16)]
-        for c in clients:  # open all 16 connections at once, as a load balancer or wrk does
-            c.get("/healthz")
         body = {"message": base64.b64encode(b"artifact").decode()}
 
         def load(c: httpx.Client) -> None:

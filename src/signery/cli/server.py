@@ -188,11 +188,14 @@ def server(
     uvicorn.run(listen.config().app, factory=True, workers=workers, **listen.uvicorn_options())
 
 
-# Worker processes. uvicorn's own supervisor hands every worker one shared listening socket; the first worker to
-# wake then accepts a whole burst of connections, and with keep-alive clients (proxies, CI runners, wrk) one worker
-# can end up serving every connection while the others idle. Here each worker listens on its own SO_REUSEPORT
-# socket, so the kernel assigns each new connection to a worker (Linux lets only the same user join the group).
+# Worker processes. uvicorn's own supervisor hands every worker one shared listening socket: the first worker to
+# wake (or the only one started yet) accepts a whole burst of connections, and with keep-alive clients (proxies, CI
+# runners, wrk) one worker can end up serving every connection while the others idle. Here the supervisor opens one
+# SO_REUSEPORT socket per worker before starting any, so the kernel assigns each new connection to a worker's
+# socket from the start (a worker still starting finds its connections waiting); Linux lets only the same user join
+# the group. A replacement worker takes over the socket of the one it replaces.
 WORKER_STARTUP_SECONDS = 10.0  # a worker exiting by itself sooner failed to start (bad app, TLS files): stop
+LISTEN_BACKLOG = 2048  # uvicorn's default
 
 
 @dataclass(frozen=True)
@@ -224,13 +227,10 @@ class _Listen:
         return uvicorn.Config("signery.cli.server:app_from_environment", factory=True, **self.uvicorn_options())
 
 
-def _worker(listen: _Listen) -> None:
-    """One worker process: its own socket on host:port, then uvicorn on it."""
+def _worker(listen: _Listen, sock: socket.socket) -> None:
+    """One worker process: uvicorn on its own listening socket."""
     import uvicorn
 
-    sock = listen.new_socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((listen.host, listen.port))
     uvicorn.Server(listen.config()).run(sockets=[sock])
 
 
@@ -241,24 +241,33 @@ def _supervise(workers: int, listen: _Listen) -> None:
     import threading
     import time
 
-    probe = listen.new_socket()
-    try:  # without SO_REUSEPORT: refuses a port in use, including by another server's worker group
-        probe.bind((listen.host, listen.port))
+    sockets: list[socket.socket] = []
+    try:
+        probe = listen.new_socket()  # without SO_REUSEPORT: refuses a port in use, even by another worker group
+        try:
+            probe.bind((listen.host, listen.port))
+        finally:
+            probe.close()
+        for _ in range(workers):
+            sockets.append(listen.new_socket())
+            sockets[-1].setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sockets[-1].bind((listen.host, listen.port))
+            sockets[-1].listen(LISTEN_BACKLOG)
     except OSError as exc:
+        for sock in sockets:
+            sock.close()
         raise ConfigError(f"cannot listen on {listen.host}:{listen.port}: {exc.strerror}", subject="--port") from None
-    finally:
-        probe.close()
     spawn = multiprocessing.get_context("spawn")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
-    def start() -> tuple[Any, float]:
-        process = spawn.Process(target=_worker, args=(listen,), name="signery-worker", daemon=False)
+    def start(i: int) -> tuple[Any, float]:
+        process = spawn.Process(target=_worker, args=(listen, sockets[i]), name="signery-worker", daemon=False)
         process.start()
         return process, time.monotonic()
 
-    running = [start() for _ in range(workers)]
+    running = [start(i) for i in range(workers)]
     failed = False
     try:
         while not stop.wait(0.5):
@@ -270,7 +279,7 @@ def _supervise(workers: int, listen: _Listen) -> None:
                     failed = True
                     stop.set()
                     break
-                running[i] = start()
+                running[i] = start(i)
     finally:
         for process, _ in running:
             if process.is_alive():
@@ -279,6 +288,8 @@ def _supervise(workers: int, listen: _Listen) -> None:
             process.join(timeout=30)
             if process.is_alive():
                 process.kill()
+        for sock in sockets:
+            sock.close()
     if failed:
         raise EnvironmentFailure("a server worker process failed to start (its error is logged above)")
 
