@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import ssl
 import subprocess
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,3 +174,20 @@ def test_plain_http_client_cannot_talk_to_the_https_port(https_service: HttpsSer
     plain = "http://" + https_service.url.removeprefix("https://")
     out = run_cli("remote", "public-key", "rel", "--server", plain, home=https_service.home)
     assert out.returncode == 3 and "unreachable" in out.stderr
+
+
+def test_sign_with_a_remote_key_over_https(pki: Pki, https_service: HttpsService, tmp_path: Path) -> None:
+    svc = https_service
+    with zipfile.ZipFile(tmp_path / "p.zip", "w") as zf:
+        zf.writestr("main.py", "print('hi')\n")
+    env = {"SIGNERY_API_KEY": svc.admin}
+    sign = ["sign", str(tmp_path / "p.zip"), "--key", "remote:rel", "--server", svc.url]
+    out = run_cli(*sign, "--ca-file", str(pki.ca), home=svc.home, env=env)
+    assert out.returncode == 0, out.stderr
+    trust_ca = {"SIGNERY_CA_FILE": str(pki.ca)}
+    pub = run_cli("remote", "public-key", "rel", "--server", svc.url, home=svc.home, env=trust_ca)
+    (tmp_path / "rel.pub").write_text(pub.stdout)
+    out = run_cli("verify", str(tmp_path / "p.signed.zip"), "--key", str(tmp_path / "rel.pub"), home=svc.home)
+    assert out.returncode == 0, out.stdout + out.stderr
+    out = run_cli(*sign, "--in-place", home=svc.home, env={**env, "SIGNERY_CA_FILE": str(pki.other_ca)})
+    assert out.returncode == 3 and "does not trust" in out.stderr, out.stdout + out.stderr

@@ -26,7 +26,7 @@ def _claims(values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _remote(key: str, server: str | None, fmt: str) -> Any:
+def _remote(key: str, server: str | None, fmt: str, ca_file: str | None) -> Any:
     from .. import remote  # type: ignore[attr-defined,unused-ignore]
 
     name = key[len(REMOTE_PREFIX) :]
@@ -37,11 +37,13 @@ def _remote(key: str, server: str | None, fmt: str) -> Any:
     if not api_key:
         raise UsageError("remote keys need an API key in $SIGNERY_API_KEY", subject="SIGNERY_API_KEY")
     if fmt == "openpgp":
-        return remote.RemoteOpenPGPSigner(server, api_key, name)
-    return remote.RemoteSigner(server, api_key, name)
+        return remote.RemoteOpenPGPSigner(server, api_key, name, ca_file=ca_file)
+    return remote.RemoteSigner(server, api_key, name, ca_file=ca_file)
 
 
-def load_signer(key: str | None, *, fmt: str, passphrase_env: str | None, server: str | None) -> Any:
+def load_signer(
+    key: str | None, *, fmt: str, passphrase_env: str | None, server: str | None, ca_file: str | None = None
+) -> Any:
     """The signer for ``--key``: a key file, or ``remote:NAME`` held by a signing service."""
     if fmt == "openpgp" and key is None and os.environ.get("ELASTIC_PACKAGE_SIGNER_PRIVATE_KEYFILE"):
         # Elastic's elastic-package conventions, honoured when no --key is given.
@@ -51,7 +53,7 @@ def load_signer(key: str | None, *, fmt: str, passphrase_env: str | None, server
     if key is None:
         raise UsageError("which key? give --key FILE (or --key remote:NAME)", subject="--key")
     if key.startswith(REMOTE_PREFIX):
-        return _remote(key, server, fmt)
+        return _remote(key, server, fmt, ca_file)
     passphrase = passphrase_from_env(passphrase_env)
     if fmt == "openpgp":
         from .. import openpgp
@@ -89,6 +91,12 @@ def load_signer(key: str | None, *, fmt: str, passphrase_env: str | None, server
 @click.option("--armor", is_flag=True, help="ASCII-armored OpenPGP signature (Elastic style).")
 @click.option("--passphrase-env", metavar="VAR", help="Read the private key's passphrase from $VAR.")
 @click.option("--server", metavar="URL", help="Signing service URL for remote:NAME keys (or $SIGNERY_SERVER).")
+@click.option(
+    "--ca-file",
+    envvar="SIGNERY_CA_FILE",
+    type=click.Path(dir_okay=False),
+    help="PEM CA certificate(s) to trust for an https:// signing service (or $SIGNERY_CA_FILE).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @json_option
 @handle_errors
@@ -105,6 +113,7 @@ def sign(
     armor: bool,
     passphrase_env: str | None,
     server: str | None,
+    ca_file: str | None,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -122,12 +131,12 @@ def sign(
       signery sign firmware.bin --key alice.private.pem --digest blake3
       signery sign plugin.difypkg --format dify --key acme.private.pem --category partner
       signery sign plugin-0.1.0.tar.gz --format openpgp --key alice.private.asc
-      signery sign plugin.zip --key remote:release --server https://signer.internal:8443
+      signery sign plugin.zip --key remote:release --server https://signer.internal:8443 --ca-file ca.pem
     """
     from ..formats import get_format
 
     claim_map = _claims(claims)
-    signer = load_signer(key, fmt=fmt, passphrase_env=passphrase_env, server=server)
+    signer = load_signer(key, fmt=fmt, passphrase_env=passphrase_env, server=server, ca_file=ca_file)
     module = get_format(fmt)
     if fmt == "native":
         total = subject.stat().st_size if subject.is_file() else 0
