@@ -52,17 +52,18 @@ __all__ = ["FORMATS", "get_format"]
 
 
 def _zip_with_comment(subject: Path) -> bool:
-    """False only for a file whose last 22 bytes are an end-of-central-directory record with no comment."""
+    """Whether ``subject`` may be a ZIP with a comment (Dify's signature lives there); reads 26 bytes."""
     try:
         with Path(subject).open("rb") as fh:
+            head = fh.read(4)
             size = fh.seek(0, 2)
-            if size < 22:
+            if size < 22 or head not in (b"PK\x03\x04", b"PK\x05\x06"):
                 return False
             fh.seek(size - 22)
             tail = fh.read(22)
     except OSError:
         return False
-    return not (tail[:4] == b"PK\x05\x06" and tail[20:22] == b"\x00\x00")
+    return not (tail[:4] == b"PK\x05\x06" and tail[20:22] == b"\x00\x00")  # a comment-less end record
 
 
 def _sidecar(*suffixes: str) -> Callable[[Path], bool]:
