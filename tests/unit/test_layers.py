@@ -13,7 +13,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[2] / "src" / "signery"
 ADAPTERS = ("cli",)  # thin layers allowed to print, exit and read the environment
-SERVERS = ("service", "registry")  # may import FastAPI; still never print or exit
+SERVERS = ("service", "registry", "web")  # may import FastAPI; still never print or exit
 LIBRARY = [p for p in PKG.rglob("*.py") if p.relative_to(PKG).parts[0] not in ADAPTERS and "migrations" not in p.parts]
 
 

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..web import BodyLimit
 from .http_errors import install_error_handlers
 from .routes import health, packages, publish
 from .routes.packages import VersionCache
@@ -18,49 +18,6 @@ from .settings import RegistrySettings
 from .store import RegistryStore
 
 MAX_JSON_BODY = 1 << 20  # a publish request names a few digests; FastAPI buffers JSON bodies before auth runs
-_TOO_LARGE = b'{"error":{"reason":"malformed","message":"request body too large","subject":null}}'
-
-
-class _JsonBodyLimit:
-    """Refuse bodies over :data:`MAX_JSON_BODY` (413) everywhere but ``/api/uploads``, which streams to disk."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") == "/api/uploads":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > MAX_JSON_BODY:
-                await _reply_too_large(send)
-                return
-        seen, refused = 0, False
-
-        async def limited() -> Message:
-            nonlocal seen, refused
-            if refused:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > MAX_JSON_BODY:
-                    refused = True
-                    await _reply_too_large(send)
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def guarded(message: Message) -> None:
-            if not refused:
-                await send(message)
-
-        await self.app(scope, limited, guarded)
-
-
-async def _reply_too_large(send: Send) -> None:
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(_TOO_LARGE)).encode())]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
-    await send({"type": "http.response.body", "body": _TOO_LARGE})
 
 
 def create_app(settings: RegistrySettings, *, store: RegistryStore | None = None) -> FastAPI:
@@ -85,5 +42,6 @@ def create_app(settings: RegistrySettings, *, store: RegistryStore | None = None
     app.include_router(health.router)
     app.include_router(packages.router)
     app.include_router(publish.router)
-    app.add_middleware(_JsonBodyLimit)
+    # Uploads stream to disk under the blob size limit; every other body is a small JSON document.
+    app.add_middleware(BodyLimit, limit=MAX_JSON_BODY, exempt=frozenset({"/api/uploads"}))
     return app

@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
+from ..web import BodyLimit
 from .audit import AuditWriter
 from .deps import ServiceState
 from .errors import install_handlers
@@ -19,61 +20,6 @@ from .settings import Settings
 from .storage import Database
 
 API_PREFIX = "/v1"
-
-
-class BodyLimit:
-    """Refuse request bodies over ``limit`` bytes with 413, by Content-Length and while streaming (chunked)."""
-
-    def __init__(self, app: ASGIApp, *, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    await _reply(send, 400, b'{"error":{"reason":"malformed","message":"bad Content-Length"}}')
-                    return
-                if declared > self.limit:
-                    await _reply(send, 413, b'{"error":{"reason":"malformed","message":"request body too large"}}')
-                    return
-        seen = 0
-        refused = False
-
-        async def limited() -> Message:
-            nonlocal seen, refused
-            if refused:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    # Answer now; the app then sees a disconnected client and whatever it sends is dropped.
-                    refused = True
-                    await _reply(send, 413, b'{"error":{"reason":"malformed","message":"request body too large"}}')
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            if not refused:
-                await send(message)
-
-        await self.app(scope, limited, guarded_send)
-
-
-async def _reply(send: Send, status: int, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 class ServiceApp(FastAPI):

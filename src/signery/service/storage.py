@@ -199,39 +199,30 @@ class Database:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Database failures become ``EnvironmentFailure`` naming the database (the driver's text may hold data)."""
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            raise EnvironmentFailure(f"database error: {type(exc).__name__}", subject=self.display_url) from exc
+
+    @contextmanager
     def session(self) -> Iterator[Session]:
         """A session whose transaction commits when the block ends normally and rolls back otherwise."""
-        with self._writer():
-            session = self._sessions()
-            try:
-                with session.begin():
-                    yield session
-            except SQLAlchemyError as exc:
-                raise EnvironmentFailure(f"database error: {type(exc).__name__}", subject=self.display_url) from exc
-            finally:
-                session.close()
+        with self._writer(), self._errors(), self._sessions() as session, session.begin():
+            yield session
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:
         """A Core connection in a write transaction (cheaper than a session, for the audit writer's batches)."""
-        with self._writer():
-            try:
-                with self.engine.begin() as conn:
-                    yield conn
-            except SQLAlchemyError as exc:
-                raise EnvironmentFailure(f"database error: {type(exc).__name__}", subject=self.display_url) from exc
+        with self._writer(), self._errors(), self.engine.begin() as conn:
+            yield conn
 
     @contextmanager
     def read_session(self) -> Iterator[Session]:
         """A session for reading only: on SQLite it does not take the write lock, so reads never queue."""
-        session = self._read_sessions()
-        try:
-            with session.begin():
-                yield session
-        except SQLAlchemyError as exc:
-            raise EnvironmentFailure(f"database error: {type(exc).__name__}", subject=self.display_url) from exc
-        finally:
-            session.close()
+        with self._errors(), self._read_sessions() as session, session.begin():
+            yield session
 
     @contextmanager
     def snapshot_session(self) -> Iterator[Session]:
