@@ -1,6 +1,6 @@
 /* signery._fastzip: an optional accelerator for signery.archive.
  *
- * It does two things, both for the common case only:
+ * It does three things, all for the common case only:
  *
  *   scan(buffer, limits, entry_type)  parses and validates a ZIP archive whose every entry is plain (ASCII name,
  *                                     no ZIP64, entries laid out in central-directory order) and returns what
@@ -9,8 +9,10 @@
  *                                     inflates each entry, checks its CRC-32 and size, and hashes it (SHA-256 or
  *                                     SHA-512 through OpenSSL), on several threads without the GIL; entries
  *                                     of max_entry bytes or more are left out (None), for the caller to stream.
+ *   subjects_json(pairs, algorithm)   writes the canonical JSON of a statement's subjects, as
+ *                                     signery.formats.native._subjects_json does, for plain ASCII names.
  *
- * Neither ever refuses anything itself. Whenever the input is unusual or wrong in any way, scan() returns None
+ * None of them ever refuses anything itself. Whenever the input is unusual or wrong in any way, scan() returns None
  * and digest() returns the index of the first entry it could not confirm; signery.archive then runs its pure
  * Python reader, which is the reference and the only place where refusals (with their reasons) are made. So
  * this module can only make the common case fast: it cannot accept what the reference would refuse, and the
@@ -20,6 +22,7 @@
 #include <Python.h>
 
 #include <openssl/evp.h>
+#include <openssl/opensslv.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
@@ -177,6 +180,8 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_TypeError, "entry_type must be a tuple subclass");
         return NULL;
     }
+    /* A subclass with a __dict__ could hold anything; a named tuple (__slots__ = ()) holds only its fields. */
+    const int untrack = ((PyTypeObject *)entry_type)->tp_dictoffset == 0 && PyType_IS_GC((PyTypeObject *)entry_type);
     const unsigned char *m = view.buf;
     const Py_ssize_t size = view.len;
     PyObject *entries = NULL, *result = NULL;
@@ -317,6 +322,10 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         }
         PyList_SET_ITEM(entries, index, item);
         if (bad) goto error;
+        /* Only strings, integers and bytes: the entry can never be part of a reference cycle, so the cyclic
+           collector need not look at it (CPython untracks such tuples itself, but only once a collection has
+           traversed them; 60,000 entries would cost several collections first). */
+        if (untrack) PyObject_GC_UnTrack(item);
         p = rec_end;
     }
     if (p != cd_end || expected != (Py_ssize_t)cd_offset) goto slow;
@@ -509,6 +518,24 @@ static int read_span(PyObject *entry, Span *s) {
     return PyErr_Occurred() ? -1 : 0;
 }
 
+/* The work one span costs, in bytes: CRC and digest run over its uncompressed size, and inflating is paid per
+   byte of output too; a small fixed part stands for the per-entry set-up. */
+static Py_ssize_t span_weight(const Span *s) { return s->usize + s->csize / 4 + 256; }
+
+#if OPENSSL_VERSION_NUMBER >= 0x30000000L
+static EVP_MD *fetch_md(const char *name, const EVP_MD *(*legacy)(void)) {
+    (void)legacy;
+    return EVP_MD_fetch(NULL, name, NULL);
+}
+static void free_md(EVP_MD *md) { EVP_MD_free(md); }
+#else /* OpenSSL 1.1: no provider store, nothing to fetch or free */
+static EVP_MD *fetch_md(const char *name, const EVP_MD *(*legacy)(void)) {
+    (void)name;
+    return (EVP_MD *)legacy();
+}
+static void free_md(EVP_MD *md) { (void)md; }
+#endif
+
 static PyObject *digest(PyObject *self, PyObject *args) {
     (void)self;
     Py_buffer view;
@@ -518,11 +545,13 @@ static PyObject *digest(PyObject *self, PyObject *args) {
     Py_ssize_t max_entry = PY_SSIZE_T_MAX;
     if (!PyArg_ParseTuple(args, "y*Osi|pn", &view, &entries_obj, &algorithm, &threads, &as_hex, &max_entry))
         return NULL;
-    const EVP_MD *md = NULL;
+    /* An explicitly fetched digest: with OpenSSL 3, initialising a context from EVP_sha256() looks the
+       implementation up again in the provider store on every call, which costs more than hashing a small entry. */
+    EVP_MD *md = NULL;
     if (strcmp(algorithm, "sha256") == 0)
-        md = EVP_sha256();
+        md = fetch_md("SHA256", EVP_sha256);
     else if (strcmp(algorithm, "sha512") == 0)
-        md = EVP_sha512();
+        md = fetch_md("SHA512", EVP_sha512);
     if (!md) {
         PyBuffer_Release(&view);
         PyErr_Format(PyExc_ValueError, "unsupported algorithm %s", algorithm);
@@ -530,6 +559,7 @@ static PyObject *digest(PyObject *self, PyObject *args) {
     }
     PyObject *seq = PySequence_Fast(entries_obj, "entries must be a sequence");
     if (!seq) {
+        free_md(md);
         PyBuffer_Release(&view);
         return NULL;
     }
@@ -546,12 +576,12 @@ static PyObject *digest(PyObject *self, PyObject *args) {
     for (Py_ssize_t i = 0; i < n; i++) {
         if (read_span(PySequence_Fast_GET_ITEM(seq, i), &spans[i]) < 0) goto done;
         spans[i].skip = spans[i].csize >= max_entry || spans[i].usize >= max_entry;
-        if (!spans[i].skip) weight += spans[i].csize + 64;
+        if (!spans[i].skip) weight += span_weight(&spans[i]);
     }
     if (threads < 1) threads = 1;
     if (threads > 16) threads = 16;
     if (threads > n) threads = n ? (int)n : 1;
-    /* Too little work to be worth a thread: about 1 MiB of compressed data each. */
+    /* Too little work to be worth a thread: under about 1 MiB of output to check and hash each. */
     if (weight / (1 << 20) + 1 < threads) threads = (int)(weight / (1 << 20) + 1);
     Job jobs[16];
     /* Contiguous ranges of about equal compressed weight. */
@@ -560,7 +590,7 @@ static PyObject *digest(PyObject *self, PyObject *args) {
         jobs[t] = (Job){view.buf, view.len, spans, at, at, md, out, dsize, -1};
         Py_ssize_t goal = weight / threads * (t + 1);
         while (at < n && (acc < goal || t == threads - 1)) {
-            if (!spans[at].skip) acc += spans[at].csize + 64;
+            if (!spans[at].skip) acc += span_weight(&spans[at]);
             at++;
         }
         jobs[t].last = at;
@@ -613,13 +643,90 @@ done:
     PyMem_Free(spans);
     PyMem_Free(out);
     Py_DECREF(seq);
+    free_md(md);
     PyBuffer_Release(&view);
     return result;
+}
+
+/* -- subjects_json ---------------------------------------------------------------------------------------------- */
+
+/* What signery.formats.native._subjects_json writes for plain names: the RFC 8785 form of the statement's subject
+   array contents, ``{"digest":{"<alg>":"<hex>"},"name":"<name>"}`` joined by commas. None when any name or digest
+   is not ASCII, or holds a character JSON escapes (below 0x20, '"', '\\'): the Python function handles those. */
+static int plain_json_text(PyObject *o, const char **p, Py_ssize_t *n) {
+    if (!PyUnicode_Check(o) || !PyUnicode_IS_ASCII(o)) return 0;
+    *p = (const char *)PyUnicode_1BYTE_DATA(o);
+    *n = PyUnicode_GET_LENGTH(o);
+    for (Py_ssize_t i = 0; i < *n; i++) {
+        unsigned char c = (unsigned char)(*p)[i];
+        if (c < 0x20 || c == '"' || c == '\\') return 0;
+    }
+    return 1;
+}
+
+static PyObject *subjects_json(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *have_obj, *alg_obj;
+    if (!PyArg_ParseTuple(args, "OU", &have_obj, &alg_obj)) return NULL;
+    const char *alg;
+    Py_ssize_t alg_len;
+    if (!plain_json_text(alg_obj, &alg, &alg_len)) Py_RETURN_NONE;
+    PyObject *have = PySequence_Fast(have_obj, "subjects must be a sequence of (name, digest) pairs");
+    if (!have) return NULL;
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(have);
+    static const char a[] = "{\"digest\":{\"", b[] = "\":\"", c[] = "\"},\"name\":\"", d[] = "\"}";
+    const Py_ssize_t fixed = (Py_ssize_t)(sizeof a + sizeof b + sizeof c + sizeof d - 4) + alg_len + 1;
+    /* First pass: check every pair and add up the length, so the result is allocated once. */
+    Py_ssize_t total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(have, i);
+        const char *x;
+        Py_ssize_t xn, yn;
+        int plain = PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2 &&
+                    plain_json_text(PyTuple_GET_ITEM(pair, 0), &x, &xn) &&
+                    plain_json_text(PyTuple_GET_ITEM(pair, 1), &x, &yn);
+        if (!plain) {
+            Py_DECREF(have);
+            Py_RETURN_NONE;
+        }
+        if (total > PY_SSIZE_T_MAX / 2 - fixed - xn - yn) {
+            Py_DECREF(have);
+            return PyErr_NoMemory();
+        }
+        total += fixed + xn + yn;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n ? total - 1 : 0);
+    if (!out) {
+        Py_DECREF(have);
+        return NULL;
+    }
+    char *w = PyBytes_AS_STRING(out);
+#define PUT(src, len)                  \
+    do {                               \
+        memcpy(w, (src), (size_t)(len)); \
+        w += (len);                    \
+    } while (0)
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(have, i);
+        PyObject *name = PyTuple_GET_ITEM(pair, 0), *hex = PyTuple_GET_ITEM(pair, 1);
+        if (i) *w++ = ',';
+        PUT(a, sizeof a - 1);
+        PUT(alg, alg_len);
+        PUT(b, sizeof b - 1);
+        PUT(PyUnicode_1BYTE_DATA(hex), PyUnicode_GET_LENGTH(hex));
+        PUT(c, sizeof c - 1);
+        PUT(PyUnicode_1BYTE_DATA(name), PyUnicode_GET_LENGTH(name));
+        PUT(d, sizeof d - 1);
+    }
+#undef PUT
+    Py_DECREF(have);
+    return out;
 }
 
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, "Parse a plain ZIP archive; None when the reference parser must judge it."},
     {"digest", digest, METH_VARARGS, "Inflate, check and hash entries; the index of the first failure, if any."},
+    {"subjects_json", subjects_json, METH_VARARGS, "The canonical JSON of plain (name, digest) pairs, or None."},
     {NULL, NULL, 0, NULL},
 };
 

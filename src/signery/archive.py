@@ -38,7 +38,7 @@ from .digests import MultiHasher
 from .errors import MalformedError, TamperedError, UnsafeArchiveError
 
 try:  # the optional C accelerator (setup.py); the pure-Python reader below is the reference either way
-    from . import _fastzip
+    from . import _fastzip as _fastzip  # (as: formats.native uses it too)
 except ImportError:  # pragma: no cover - exercised where no compiler was available at install time
     _fastzip = None  # type: ignore[assignment,unused-ignore]
 

@@ -8,8 +8,10 @@ mutates their bytes.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
+import json
 import os
 import stat
 import tempfile
@@ -271,3 +273,54 @@ def test_compression_ratio_limit_agrees_at_every_scale(ratio: int) -> None:
     fast = archive._scan(data, limits)  # type: ignore[arg-type]
     ref = reference(data, limits)
     assert (fast is None or fast == ref) and (ref is not None) == (ratio >= 100_000 // 100)
+
+
+# -- subjects_json: the canonical subject array that verification compares byte for byte ---------------------------
+
+# Names as archives hold them: mostly plain, with some characters JSON escapes and some outside ASCII.
+json_text = st.text(alphabet=st.sampled_from(list('abcXYZ019./-_ ~\x7f"\\\x00\x1f\x0aé€😀')), max_size=12)
+
+
+@settings(max_examples=400)
+@given(
+    st.lists(st.tuples(json_text, json_text), max_size=8),
+    st.sampled_from(["sha256", "sha512", "blake3", 'we"ird', "ünï"]),
+)
+def test_subjects_json_writes_what_the_python_writer_writes(pairs: list[tuple[str, str]], alg: str) -> None:
+    from signery.formats.native import _subjects_json_py
+
+    fast = fastzip.subjects_json(pairs, alg)
+    plain = all(
+        s.isascii() and not any(c in s for c in '"\\') and all(ord(c) >= 0x20 for c in s)
+        for s in [alg, *(x for pair in pairs for x in pair)]
+    )
+    assert (fast is not None) == plain  # it declines exactly what it cannot write without escapes
+    if fast is not None:
+        assert fast == _subjects_json_py(pairs, alg)
+        # And, independently of both writers, it is the JSON of those subjects.
+        assert json.loads(b"[" + fast + b"]") == [{"digest": {alg: h}, "name": n} for n, h in pairs]
+
+
+def test_subjects_json_declines_what_is_not_a_list_of_string_pairs() -> None:
+    assert fastzip.subjects_json([], "sha256") == b""
+    assert fastzip.subjects_json((("a", "00"),), "sha256") == b'{"digest":{"sha256":"00"},"name":"a"}'
+    for bad in ([("a",)], [("a", "b", "c")], [["a", "b"]], [("a", b"00")], [(1, "00")], [None]):
+        assert fastzip.subjects_json(bad, "sha256") is None
+    with pytest.raises(TypeError):
+        fastzip.subjects_json(42, "sha256")
+    with pytest.raises(TypeError):
+        fastzip.subjects_json([], b"sha256")
+
+
+def test_scanned_entries_are_left_out_of_the_cyclic_collector() -> None:
+    data = zipfile_archive({f"m{i}.py": b"x" * i for i in range(20)})
+    got = fastzip.scan(data, BOUNDS, ZipEntry)
+    assert got is not None
+    assert not any(gc.is_tracked(e) for e in got[0])
+
+    class Loose(tuple):  # a tuple subclass with a __dict__ could be made part of a cycle: it stays tracked
+        pass
+
+    loose = fastzip.scan(data, BOUNDS, Loose)
+    assert loose is not None
+    assert all(gc.is_tracked(e) for e in loose[0])
