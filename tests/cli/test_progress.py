@@ -69,3 +69,28 @@ def test_no_bar_on_a_pipe(big: Path) -> None:
         [SIGNERY, "verify", "big.bin", "--key", "k.public.pem"], cwd=big, capture_output=True, text=True, check=False
     )
     assert r.returncode == 0 and "verifying" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("fmt", "keygen", "subject", "signed"),
+    [
+        ("dify", ["--format", "dify"], "big.zip", "big.signed.zip"),
+        (
+            "openpgp",
+            ["--format", "openpgp", "--algorithm", "ed25519", "--uid", "P <p@example.org>"],
+            "big.bin",
+            "big.bin",
+        ),
+    ],
+)
+def test_dify_and_openpgp_show_a_bar_too(big: Path, fmt: str, keygen: list[str], subject: str, signed: str) -> None:
+    subprocess.run([SIGNERY, "keygen", fmt, *keygen], cwd=big, check=True, capture_output=True)
+    private, public = sorted(p.name for p in big.glob(f"{fmt}.p*"))
+    code, shown = on_terminal("sign", subject, "--format", fmt, "--key", private, cwd=big)
+    assert code == 0 and f"signing {subject}" in shown, shown
+    code, shown = on_terminal("verify", signed, "--format", fmt, "--key", public, cwd=big)
+    assert code == 0 and f"verifying {signed}" in shown, shown
+    code, shown = on_terminal("verify", signed, "--key", public, cwd=big)  # the format found by itself
+    assert code == 0 and f"verifying {signed}" in shown, shown
+    code, shown = on_terminal("verify", signed, "--format", fmt, "--key", public, "-q", cwd=big)
+    assert code == 0 and "verifying" not in shown, shown

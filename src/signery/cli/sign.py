@@ -139,29 +139,19 @@ def sign(
     signer = load_signer(key, fmt=fmt, passphrase_env=passphrase_env, server=server, ca_file=ca_file)
     module = get_format(fmt)
     if fmt == "native":
-        total = subject.stat().st_size if subject.is_file() else 0
-        bar = Progress(total, f"signing {subject.name}", quiet=quiet)
-        try:
-            written = module.sign(
-                subject,
-                signer,
-                output=output,
-                in_place=in_place,
-                detached=detached,
-                digest=digest,
-                claims=claim_map,
-                progress=bar.advance,
-            )
-        finally:
-            bar.close()
+        options: dict[str, Any] = {"in_place": in_place, "detached": detached, "digest": digest, "claims": claim_map}
+    elif claim_map or detached or in_place:
+        raise UsageError("--claim, --detached and --in-place apply to the native format")
     elif fmt == "dify":
-        if claim_map or detached or in_place:
-            raise UsageError("--claim, --detached and --in-place apply to the native format")
-        written = module.sign(subject, signer, output=output, category=category or "langgenius")
+        options = {"category": category or "langgenius"}
     else:
-        if claim_map or detached or in_place:
-            raise UsageError("--claim, --detached and --in-place apply to the native format")
-        written = module.sign(subject, signer, output=output, armor=armor)
+        options = {"armor": armor}
+    total = subject.stat().st_size if subject.is_file() else 0
+    bar = Progress(total, f"signing {subject.name}", quiet=quiet)
+    try:
+        written = module.sign(subject, signer, output=output, progress=bar.advance, **options)
+    finally:
+        bar.close()
     kid = getattr(signer, "key_id", None) or getattr(signer, "fingerprint", None)
     if as_json:
         emit_json({"ok": True, "format": fmt, "written": str(written), "key_id": kid})

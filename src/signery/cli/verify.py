@@ -126,19 +126,16 @@ def _verify(
 ) -> VerificationResult:
     from ..formats import get_format, verify_detected
 
-    if fmt is not None and fmt != "native":
-        result = get_format(fmt).verify(subject, trust=trust, signature=signature, threshold=threshold)
-        assert isinstance(result, VerificationResult)
-        return result
     bar = Progress(subject.stat().st_size if subject.is_file() else 0, f"verifying {subject.name}", quiet=quiet)
     try:
-        if fmt == "native":
-            result = get_format(fmt).verify(
-                subject, trust=trust, signature=signature, threshold=threshold, progress=bar.advance
-            )
-            assert isinstance(result, VerificationResult)
-            return result
-        return verify_detected(subject, trust=trust, signature=signature, threshold=threshold, progress=bar.advance)
+        if fmt is None:
+            return verify_detected(subject, trust=trust, signature=signature, threshold=threshold, progress=bar.advance)
+        # A format named explicitly is asked directly, so its own errors (a malformed signature file) come through.
+        result = get_format(fmt).verify(
+            subject, trust=trust, signature=signature, threshold=threshold, progress=bar.advance
+        )
+        assert isinstance(result, VerificationResult)
+        return result
     finally:
         bar.close()
 

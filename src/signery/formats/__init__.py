@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 from ..result import VerificationResult
 from ..trust import TrustSet
@@ -106,12 +105,33 @@ def verify_detected(
 ) -> VerificationResult:
     """Verify every signature ``subject`` carries, in whatever formats, and combine them into one result.
 
-    With no signature in any format the result's reason is ``unsigned``. ``progress`` (bytes hashed) is reported
-    by the native format, which hashes every file of the package.
+    With no signature in any format the result's reason is ``unsigned``. ``progress`` is told the bytes of
+    ``subject`` read so far, as far as the format that has read the most of it has got: formats read it one after
+    the other, and a bar sized to the file should neither overrun nor start again.
     """
     result = VerificationResult(str(subject), (), threshold=threshold)
+    mark = _HighWater(progress) if progress is not None else None
     for name in detect_formats(subject, signature=signature, only=formats):
-        extra: dict[str, Any] = {"progress": progress} if name == "native" and progress else {}
-        part = get_format(name).verify(subject, trust=trust, signature=signature, threshold=threshold, now=now, **extra)
+        report = mark.next_reader() if mark is not None else None
+        part = get_format(name).verify(
+            subject, trust=trust, signature=signature, threshold=threshold, now=now, progress=report
+        )
         result = result.merged(part)
     return result
+
+
+class _HighWater:
+    """Passes on how far the furthest of several sequential readers has got (as increments)."""
+
+    def __init__(self, progress: Callable[[int], None]) -> None:
+        self._progress, self._shown, self._read = progress, 0, 0
+
+    def next_reader(self) -> Callable[[int], None]:
+        self._read = 0
+        return self._advance
+
+    def _advance(self, n: int) -> None:
+        self._read += n
+        if self._read > self._shown:
+            self._progress(self._read - self._shown)
+            self._shown = self._read

@@ -31,6 +31,7 @@ import binascii
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +41,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from .._fs import atomic_writer
-from ..archive import ZipArchive, ZipEntry, rewrite_zip
+from ..archive import ZipArchive, rewrite_zip
 from ..errors import MalformedError, Reason, SigneryError, UsageError
 from ..keys import Signer, load_public_key, short_id
 from ..result import SignatureCheck, VerificationResult
@@ -196,15 +197,19 @@ def read_manifest(archive: ZipArchive) -> PluginManifest | None:
     return PluginManifest(author=field("author"), name=field("name"), version=field("version"))
 
 
-def signed_message(archive: ZipArchive, entries: list[ZipEntry], when: int) -> bytes:
-    """``M``: the SHA-256 of each entry's content in order, then the decimal time."""
-    parts = [archive.hash_entry(e, ["sha256"])["sha256"] for e in entries]
-    return b"".join(parts) + str(when).encode("ascii")
+def _file_digests(
+    archive: ZipArchive, *, exclude: tuple[str, ...] = (), progress: Callable[[int], None] | None = None
+) -> bytes:
+    """The SHA-256 of every file entry's content, in archive order, concatenated.
+
+    The daemon walks zip.Reader.File; directory entries carry no content and are never written by its packager.
+    """
+    return b"".join(d["sha256"] for _, d in archive.hash_files(["sha256"], exclude=exclude, progress=progress))
 
 
-def _covered(archive: ZipArchive) -> list[ZipEntry]:
-    # The daemon walks zip.Reader.File; directory entries carry no content and are never written by its packager.
-    return list(archive.files)
+def signed_message(archive: ZipArchive, when: int, *, progress: Callable[[int], None] | None = None) -> bytes:
+    """``M``: the SHA-256 of each file entry's content in order, then the decimal time."""
+    return _file_digests(archive, progress=progress) + str(when).encode("ascii")
 
 
 # -- signing -----------------------------------------------------------------------------------------------------
@@ -225,6 +230,7 @@ def sign(
     output: Path | None = None,
     category: str = DEFAULT_CATEGORY,
     now: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Path:
     """Write a Dify-signed copy of ``subject`` (default ``PKG.signed.difypkg``) and return its path.
 
@@ -251,8 +257,7 @@ def sign(
     added = verification_entry(category)
     with ZipArchive.open(subject) as archive:
         drop = [e.name for e in archive.entries if e.is_dir or e.name == VERIFICATION_ENTRY]
-        kept = [e for e in archive.files if e.name != VERIFICATION_ENTRY]
-        digests = b"".join(archive.hash_entry(e, ["sha256"])["sha256"] for e in kept)
+        digests = _file_digests(archive, exclude=(VERIFICATION_ENTRY,), progress=progress)
         message = digests + hashlib.sha256(added).digest() + str(when).encode("ascii")
         signature = signer.sign_digest(hashlib.sha256(message).digest(), hash_name="sha256", rsa_padding="pkcs1v15")
         with atomic_writer(out) as fh:
@@ -297,6 +302,7 @@ def verify(
     signature: Path | None = None,
     threshold: int = 1,
     now: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> VerificationResult:
     """Check the Dify signature of ``subject`` against the RSA keys in ``trust``.
 
@@ -318,7 +324,7 @@ def verify(
         except MalformedError as exc:  # judged only if the signature holds: a changed entry is tampering first
             category, stated, category_error = None, True, exc.message
         manifest = read_manifest(archive)
-        digest = hashlib.sha256(signed_message(archive, _covered(archive), parsed.time)).digest()
+        digest = hashlib.sha256(signed_message(archive, parsed.time, progress=progress)).digest()
     claims: dict[str, Any] = {"category": category, "category_stated": stated, "time": parsed.time}
     if manifest is not None:
         claims.update(name=manifest.qualified_name, author=manifest.author, plugin=manifest.name)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,9 @@ def _default_output(subject: Path) -> Path:
     return subject.with_name(subject.name + ".sig")
 
 
-def _hash_file(subject: Path, names: set[str]) -> dict[str, hashlib._Hash]:
+def _hash_file(
+    subject: Path, names: set[str], progress: Callable[[int], None] | None = None
+) -> dict[str, hashlib._Hash]:
     """Stream ``subject`` once through every hash in ``names``; the file is never read whole."""
     hashers = {n: hashlib.new(n) for n in names}
     buf = bytearray(CHUNK)
@@ -72,6 +75,8 @@ def _hash_file(subject: Path, names: set[str]) -> dict[str, hashlib._Hash]:
                 chunk = view[:n]
                 for h in hashers.values():
                     h.update(chunk)
+                if progress:
+                    progress(n)
     except FileNotFoundError:
         raise UsageError(f"{subject} does not exist", subject=str(subject)) from None
     except IsADirectoryError:
@@ -89,12 +94,13 @@ def sign(
     armor: bool = False,
     hash_algorithm: str = DEFAULT_HASH,
     now: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Path:
     """Write a detached v4 signature of ``subject`` (default ``SUBJECT.sig``; armored when ``armor``)."""
     subject = Path(subject)
     if hash_algorithm not in ("sha256", "sha384", "sha512"):
         raise UsageError(f"unsupported OpenPGP hash {hash_algorithm!r}; use sha256, sha384 or sha512")
-    hashed = _hash_file(subject, {hash_algorithm})[hash_algorithm]
+    hashed = _hash_file(subject, {hash_algorithm}, progress)[hash_algorithm]
     packet = make_signature(
         signer,
         sig_type=SIG_BINARY,
@@ -285,6 +291,7 @@ def verify(
     signature: Path | None = None,
     threshold: int = 1,
     now: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> VerificationResult:
     """Check every signature packet in ``signature`` (or ``SUBJECT.sig`` / ``SUBJECT.asc``) against ``trust``.
 
@@ -300,7 +307,7 @@ def verify(
     sigs = read_signatures(sig_path)
     certs = _trusted_certs(trust, now)
     names = {STRONG_HASHES[s.hash_algorithm] for s in sigs if s.version == 4 and s.hash_algorithm in STRONG_HASHES}
-    digests = _hash_file(subject, names) if names else {}
+    digests = _hash_file(subject, names, progress) if names else {}
     if not names and not subject.is_file():
         raise UsageError(f"{subject} does not exist", subject=str(subject))
     checks = tuple(_check_one(s, digests, certs, now) for s in sigs)

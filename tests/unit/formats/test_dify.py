@@ -407,3 +407,20 @@ def test_comment_bytes_match_go_json(rsa_key: rsa.RSAPrivateKey) -> None:
     assert dify.format_comment(sig, 1744632035) == (b'{"signature":"' + base64.b64encode(sig) + b'","time":1744632035}')
     assert dify.verification_entry("partner") == b'{"authorized_category":"partner"}'
     assert dify.parse_comment(io.BytesIO(dify.format_comment(sig, 7)).read(), source="x") == dify.DifySignature(sig, 7)
+
+
+def test_progress_counts_every_file_once(tmp_path: Path, other_key: rsa.RSAPrivateKey) -> None:
+    src = tmp_path / "p.difypkg"
+    with zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("manifest.yaml", "author: a\nname: p\nversion: 0.0.1\n")
+        zf.writestr("dir/", b"")
+        for i in range(40):
+            zf.writestr(f"dir/m{i}.py", f"print({i})\n" * i)
+    seen: list[int] = []
+    out = dify.sign(src, FileSigner(other_key), progress=seen.append)
+    with zipfile.ZipFile(src) as zf:
+        assert sum(seen) == sum(i.compress_size for i in zf.infolist() if not i.is_dir())
+    seen.clear()
+    assert dify.verify(out, trust=trust_of(other_key), progress=seen.append).verified
+    with zipfile.ZipFile(out) as zf:  # the verification entry is covered too
+        assert sum(seen) == sum(i.compress_size for i in zf.infolist() if not i.is_dir())

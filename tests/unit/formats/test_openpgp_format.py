@@ -347,3 +347,34 @@ def test_mutated_signature_files_never_verify_or_crash(
         parsed = openpgp.parse_signature(good.read_bytes()[2:], source="good")
         unhashed_start = 2 + len(parsed.hashed_prefix)
         assert unhashed_start <= i < unhashed_start + 2 + 10, i
+
+
+def test_progress_reads_the_file_once(pkg: Path, alice: openpgp.OpenPGPSigner, trust: TrustSet) -> None:
+    seen: list[int] = []
+    fmt.sign(pkg, alice, progress=seen.append)
+    assert sum(seen) == pkg.stat().st_size
+    seen.clear()
+    assert fmt.verify(pkg, trust=trust, progress=seen.append).verified
+    assert sum(seen) == pkg.stat().st_size
+
+
+def test_progress_of_several_formats_adds_up_to_the_file(
+    pkg: Path, alice: openpgp.OpenPGPSigner, trust: TrustSet, tmp_path: Path
+) -> None:
+    from signery.formats import detect_formats, native, verify_detected
+    from signery.keys import FileSigner
+    from signery.trust import trusted_key_from_public
+
+    fmt.sign(pkg, alice)
+    native_key = ed25519.Ed25519PrivateKey.generate()
+    native.sign(pkg, FileSigner(native_key))  # detached, beside it
+    assert detect_formats(pkg) == ["native", "openpgp"]
+    seen: list[int] = []
+    result = verify_detected(pkg, trust=trust, progress=seen.append)
+    assert result.verified  # alice's OpenPGP signature; the native one is by a key not trusted here
+    assert sum(seen) == pkg.stat().st_size  # only OpenPGP read it (native hashes nothing for an unknown key)
+    seen.clear()
+    trust = trust.union(TrustSet([trusted_key_from_public(native_key.public_key(), name="n")]))
+    both = verify_detected(pkg, trust=trust, threshold=2, progress=seen.append)
+    assert both.verified and len(both.signatures) == 2
+    assert sum(seen) == pkg.stat().st_size  # both read all of it; the bar ends full, not at twice the file
