@@ -475,6 +475,7 @@ def _subjects_json(have: Sequence[tuple[str, str]], alg: str) -> bytes | None:
 
 
 def _subjects_json_py(have: Sequence[tuple[str, str]], alg: str) -> bytes | None:
+    """The pure-Python writer, for any names, and the reference the accelerator's writer is tested against."""
     if _PLAIN_NAMES.search("/".join(n for n, _ in have)):
         return None
     return ",".join([f'{{"digest":{{"{alg}":"{h}"}},"name":"{n}"}}' for n, h in have]).encode()
