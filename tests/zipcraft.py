@@ -34,6 +34,9 @@ class E:
     cd_extra: bytes = b""
     local_extra: bytes = b""
     body: bytes | None = None  # raw (compressed) bytes instead of the honest compression of ``data``
+    comment: bytes = b""  # the entry's comment in its central-directory record
+    local_csize: int | None = None
+    dos_attr: int = 0  # the low 16 bits of the external attributes (MS-DOS attributes: 0x10 is a directory)
 
 
 def _payload(e: E) -> bytes:
@@ -71,7 +74,7 @@ def build(
             lcrc, lcs, lus = 0, 0, 0
         else:
             lcrc = crc if e.local_crc is None else e.local_crc
-            lcs = csize
+            lcs = csize if e.local_csize is None else e.local_csize
             lus = usize if e.local_usize is None else e.local_usize
         out += struct.pack(
             "<4sHHHHHIIIHH", b"PK\x03\x04", 20, lflags, lmethod, 0, 0x21, lcrc, lcs, lus, len(lname), len(e.local_extra)
@@ -95,14 +98,15 @@ def build(
                 usize,
                 len(e.name),
                 len(e.cd_extra),
+                len(e.comment),
                 0,
                 0,
-                0,
-                (e.mode << 16) & 0xFFFFFFFF,
+                ((e.mode << 16) | e.dos_attr) & 0xFFFFFFFF,
                 hoff,
             )
             + e.name
             + e.cd_extra
+            + e.comment
         )
     out += cd_gap
     cd_off = len(out)

@@ -55,14 +55,30 @@ static inline uint32_t rd32(const unsigned char *p) {
 }
 static inline uint64_t rd64(const unsigned char *p) { return (uint64_t)rd32(p) | ((uint64_t)rd32(p + 4) << 32); }
 
+/* Whether a path component is a Windows device name (CON, nul.txt, COM1...): its stem, up to the first dot and
+   without trailing spaces, compared case-insensitively. The superscript-digit forms are not ASCII: never here. */
+static int device_name(const unsigned char *c, Py_ssize_t len) {
+    Py_ssize_t stem = 0;
+    while (stem < len && c[stem] != '.') stem++;
+    while (stem > 0 && c[stem - 1] == ' ') stem--;
+    char u[8];
+    if (stem < 3 || stem > 7) return 0;
+    for (Py_ssize_t i = 0; i < stem; i++) u[i] = (char)((c[i] >= 'a' && c[i] <= 'z') ? c[i] - 32 : c[i]);
+    u[stem] = 0;
+    static const char *const fixed[] = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", "CLOCK$"};
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
+        if (strcmp(u, fixed[i]) == 0) return 1;
+    return stem == 4 && (memcmp(u, "COM", 3) == 0 || memcmp(u, "LPT", 3) == 0) && u[3] >= '0' && u[3] <= '9';
+}
+
 /* An ASCII name that signery.archive.check_entry_name accepts without question; anything else falls back. */
 static int plain_name(const unsigned char *n, Py_ssize_t len) {
     if (len < 1 || len > MAX_NAME) return 0;
     for (Py_ssize_t i = 0; i < len; i++) {
         unsigned char c = n[i];
-        if (c < 0x20 || c > 0x7e || c == '\\') return 0;
+        if (c < 0x20 || c > 0x7e || c == '\\' || strchr("<>:\"|?*", c) != NULL) return 0;
     }
-    if (n[0] == '/' || (len >= 2 && n[1] == ':')) return 0;
+    if (n[0] == '/') return 0;
     Py_ssize_t end = len;
     while (end > 0 && n[end - 1] == '/') end--;
     Py_ssize_t start = 0;
@@ -72,21 +88,38 @@ static int plain_name(const unsigned char *n, Py_ssize_t len) {
             if (part == 0) return 0;
             if (part == 1 && n[start] == '.') return 0;
             if (part == 2 && n[start] == '.' && n[start + 1] == '.') return 0;
+            if (n[i - 1] == '.' || n[i - 1] == ' ') return 0; /* Windows drops a trailing dot or space */
+            if (device_name(n + start, part)) return 0;
             start = i + 1;
         }
     }
     return 1;
 }
 
-/* Whether an extra-field block holds an Info-ZIP Unicode Path field (0x7075): the reference judges those. */
-static int has_unicode_path(const unsigned char *x, Py_ssize_t len) {
+/* Whether an extra-field block tiles exactly into distinct fields that carry nothing but times and owner ids
+   (NTFS 0x000a, UT 0x5455, Info-ZIP 0x5855/0x7855/0x7875, JAR 0xcafe). ZIP64, Unicode Path and anything else
+   go to the reference, which judges them. */
+static int plain_extra(const unsigned char *x, Py_ssize_t len) {
+    static const uint16_t allowed[] = {0x000a, 0x5455, 0x5855, 0x7855, 0x7875, 0xcafe};
+    unsigned seen = 0;
     Py_ssize_t i = 0;
-    while (i + 4 <= len) {
+    while (i < len) {
+        if (i + 4 > len) return 0;
         uint16_t tag = rd16(x + i), ln = rd16(x + i + 2);
-        if (tag == 0x7075) return 1;
+        if (i + 4 + (Py_ssize_t)ln > len) return 0;
+        size_t k = 0;
+        while (k < sizeof allowed / sizeof *allowed && allowed[k] != tag) k++;
+        if (k == sizeof allowed / sizeof *allowed || (seen & (1u << k))) return 0;
+        seen |= 1u << k;
         i += 4 + (Py_ssize_t)ln;
     }
-    return 0;
+    return 1;
+}
+
+/* Permission bits the reference accepts: no setuid/setgid/sticky, not world-writable, files readable by
+   their owner. */
+static int plain_mode(uint32_t mode, int is_dir) {
+    return (mode & 07000u) == 0 && (mode & 0002u) == 0 && (is_dir || (mode & 0400u));
 }
 
 /* A set of folded names (open addressing over an arena), to find duplicates and files that are also dirs. */
@@ -204,6 +237,10 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     uint32_t cd_size = rd32(e + 12), cd_offset = rd32(e + 16);
     uint16_t comment_len = rd16(e + 20);
     if (pos + 22 + (Py_ssize_t)comment_len != size) goto slow;
+    /* A comment holding "PK" might hold a record signature, and a ZIP64 locator before the end record must be
+       judged: both go to the reference. */
+    if (comment_len && memmem(e + 22, comment_len, "PK", 2) != NULL) goto slow;
+    if (pos >= 20 && memcmp(m + pos - 20, "PK\x06\x07", 4) == 0) goto slow;
     if (disk || cd_disk || n_disk != n_total) goto slow;
     if (cd_size == U32MAX || cd_offset == U32MAX || n_total == U16MAX) goto slow;
     if (n_total > max_entries) goto slow;
@@ -231,12 +268,17 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         if (rec_end > cd_end) goto slow;
         const unsigned char *name = r + 46;
         if (!plain_name(name, nlen)) goto slow;
-        if (has_unicode_path(name + nlen, xlen)) goto slow;
-        if (usize == U32MAX || csize == U32MAX || hoff == U32MAX || disk_start == U16MAX) goto slow;
+        if (clen || !plain_extra(name + nlen, xlen)) goto slow;
+        if (usize == U32MAX || csize == U32MAX || hoff == U32MAX || disk_start != 0) goto slow;
         if (flags & (FLAG_ENCRYPTED | FLAG_STRONG | FLAG_MASKED)) goto slow;
         if (method != 0 && method != 8) goto slow;
+        if (method == 0 && (flags & FLAG_DATA_DESCRIPTOR)) goto slow;
         int is_dir = name[nlen - 1] == '/';
+        if ((ext_attr & 0x10u) && !is_dir) goto slow; /* the DOS directory attribute on a file */
         uint32_t mode = (ext_attr >> 16) & 0xFFFFu;
+        uint16_t host = rd16(r + 4) >> 8;
+        if (mode && host != 3 && host != 19) goto slow; /* a Unix mode from a host whose modes readers ignore */
+        if (mode && !plain_mode(mode, is_dir)) goto slow;
         if (mode) {
             uint32_t ftype = mode & S_TYPE;
             if (ftype == S_LNK) goto slow;
@@ -262,11 +304,14 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         if ((Py_ssize_t)hoff + 30 + lnlen + lxlen > (Py_ssize_t)cd_offset) goto slow;
         if (lnlen != nlen || memcmp(l + 30, name, nlen) != 0) goto slow;
         if (lmethod != method || (lflags & ~FLAG_DATA_DESCRIPTOR) != (flags & ~FLAG_DATA_DESCRIPTOR)) goto slow;
-        if (has_unicode_path(l + 30 + lnlen, lxlen)) goto slow;
+        if (!plain_extra(l + 30 + lnlen, lxlen)) goto slow;
         Py_ssize_t data_offset = (Py_ssize_t)hoff + 30 + lnlen + lxlen;
         Py_ssize_t end = data_offset + csize;
         if (end > (Py_ssize_t)cd_offset) goto slow;
         if (lflags & FLAG_DATA_DESCRIPTOR) {
+            /* Local CRC and sizes: zero (as writers leave them) or the central directory's. */
+            if ((lcrc != 0 && lcrc != crc) || !((lcsize == 0 && lusize == 0) || (lcsize == csize && lusize == usize)))
+                goto slow;
             Py_ssize_t avail = (Py_ssize_t)cd_offset - end;
             if (avail > 24) avail = 24;
             const unsigned char *d = m + end;
@@ -375,12 +420,8 @@ typedef struct {
     EVP_MD_CTX *ctx;
     unsigned char *buf;
     size_t cap;
-#ifdef HAVE_LIBDEFLATE
-    struct libdeflate_decompressor *d;
-#else
     z_stream z;
     int z_ok;
-#endif
 } Worker;
 
 static void drop_pages(const unsigned char *base, Py_ssize_t start, Py_ssize_t end) {
@@ -416,22 +457,9 @@ static int check_span(const Job *job, const Span *s, Worker *w, unsigned char *d
         crc = crc_update(0, data, s->csize);
         if (EVP_DigestUpdate(w->ctx, data, (size_t)s->csize) != 1) return 0;
     } else {
-#ifdef HAVE_LIBDEFLATE
-        /* Whole-entry decompression: the size is known, so any other length of output is an error. */
-        if ((size_t)s->usize > w->cap) {
-            unsigned char *grown = realloc(w->buf, (size_t)s->usize);
-            if (!grown) return 0;
-            w->buf = grown;
-            w->cap = (size_t)s->usize;
-        }
-        size_t used = 0;
-        if (libdeflate_deflate_decompress_ex(w->d, data, (size_t)s->csize, w->buf, (size_t)s->usize, &used, NULL) !=
-            LIBDEFLATE_SUCCESS)
-            return 0;
-        if (used != (size_t)s->csize) return 0; /* bytes after the end of the compressed stream */
-        crc = crc_update(0, w->buf, s->usize);
-        if (EVP_DigestUpdate(w->ctx, w->buf, (size_t)s->usize) != 1) return 0;
-#else
+        /* Inflated by zlib in every build: the reference (Python's zlib module) uses the same library, so a
+           stream it refuses is refused here too. libdeflate inflates faster but accepts what zlib refuses (the
+           reserved length symbols 286/287 and distance codes 30/31): a verdict must not depend on the build. */
         z_stream *z = &w->z;
         if (inflateReset(z) != Z_OK) return 0;
         Py_ssize_t fed = 0, produced = 0;
@@ -459,7 +487,6 @@ static int check_span(const Job *job, const Span *s, Worker *w, unsigned char *d
         }
         if (z->avail_in != 0 || fed != s->csize) return 0; /* bytes after the end of the compressed stream */
         if (produced != s->usize) return 0;
-#endif
     }
     drop_pages(job->base, s->offset, s->offset + s->csize);
     if (crc != s->crc) return 0;
@@ -474,13 +501,8 @@ static void *run_job(void *arg) {
     w.ctx = EVP_MD_CTX_new();
     w.cap = OUT_CHUNK;
     w.buf = malloc(w.cap);
-#ifdef HAVE_LIBDEFLATE
-    w.d = libdeflate_alloc_decompressor();
-    int ready = w.d != NULL;
-#else
     w.z_ok = inflateInit2(&w.z, -15) == Z_OK;
     int ready = w.z_ok;
-#endif
     if (!w.ctx || !w.buf || !ready) {
         job->failed = job->first;
     } else {
@@ -492,11 +514,7 @@ static void *run_job(void *arg) {
             }
         }
     }
-#ifdef HAVE_LIBDEFLATE
-    if (w.d) libdeflate_free_decompressor(w.d);
-#else
     if (w.z_ok) inflateEnd(&w.z);
-#endif
     free(w.buf);
     EVP_MD_CTX_free(w.ctx);
     return NULL;

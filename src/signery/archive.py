@@ -126,8 +126,26 @@ class ZipEntry(NamedTuple):
     cd_record: bytes  # the raw central-directory record, reused verbatim when the archive is rewritten
 
 
+# Windows device names: opening "CON" or "a/NUL.txt" opens the device, not a file, whatever the extension.
+_DEVICE_NAMES = frozenset(
+    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", "CLOCK$"]
+    + [f"{d}{n}" for d in ("COM", "LPT") for n in ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "¹", "²", "³"]]
+)
+_WINDOWS_RESERVED = frozenset('<>:"|?*')  # ':' opens an NTFS alternate data stream; the rest are invalid there
+# Unicode categories a name may not use: controls, format characters (bidi overrides U+202E, zero-width U+200B,
+# BOM U+FEFF), surrogates, private use, unassigned (readers on other Unicode versions see them differently),
+# line and paragraph separators, and spaces other than U+0020.
+_BAD_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"})
+
+
 def check_entry_name(name: str, *, raw: bytes | None = None) -> None:
-    """Refuse names that could escape or confuse an extraction directory (raises ``unsafe-archive``)."""
+    """Refuse names that could escape or confuse an extraction directory (raises ``unsafe-archive``).
+
+    The rules are those of ``docs/formats/archives.md``: no empty, absolute, ``.`` or ``..`` paths, no backslash,
+    no control, format (bidi, zero-width), private-use, unassigned or non-ASCII space characters, no component
+    that Windows would read differently (a device name such as ``CON`` or ``nul.txt``, a trailing dot or space,
+    any of ``<>:"|?*``), and at most 1,024 bytes.
+    """
     subject = name
     if not name:
         raise UnsafeArchiveError("archive entry with an empty name", subject="<empty>")
@@ -139,14 +157,39 @@ def check_entry_name(name: str, *, raw: bytes | None = None) -> None:
         raise UnsafeArchiveError(f"entry name {name!r} contains a backslash", subject=name)
     if name.startswith("/") or (len(name) >= 2 and name[1] == ":"):
         raise UnsafeArchiveError(f"entry name {name!r} is an absolute path", subject=name)
+    if not name.isascii():
+        for ch in name:
+            if ch != " " and unicodedata.category(ch) in _BAD_CATEGORIES:
+                raise UnsafeArchiveError(
+                    f"entry name {name!r} contains U+{ord(ch):04X} ({unicodedata.name(ch, 'unnamed')}), which "
+                    "displays or lands differently from what it seems",
+                    subject=repr(name),
+                )
+    if any(c in _WINDOWS_RESERVED for c in name):
+        raise UnsafeArchiveError(
+            f"entry name {name!r} contains one of <>:\"|?* (an NTFS stream or an invalid name on Windows)",
+            subject=name,
+        )
     parts = name.rstrip("/").split("/")
     for part in parts:
         if part in ("", ".", ".."):
             raise UnsafeArchiveError(f"entry name {name!r} has an empty, '.' or '..' component", subject=name)
+        if part[-1] in ". ":
+            raise UnsafeArchiveError(
+                f"entry name {name!r}: component {part!r} ends in a dot or space (Windows drops it)", subject=name
+            )
+        if part.split(".", 1)[0].rstrip(" ").upper() in _DEVICE_NAMES:
+            raise UnsafeArchiveError(f"entry name {name!r}: {part!r} is a Windows device name", subject=name)
 
 
-def _fold(name: str) -> str:
-    return unicodedata.normalize("NFC", name.rstrip("/")).casefold()
+def fold_name(name: str) -> str:
+    """The key under which two names would land on the same file somewhere: NTFS and APFS fold case (NTFS with
+    its own upcase table, so ``maın.py`` meets ``MAIN.PY``), macOS normalises Unicode. Folding more than any one
+    filesystem does only refuses more, never less."""
+    return unicodedata.normalize("NFKC", name.rstrip("/")).upper().casefold()
+
+
+_fold = fold_name
 
 
 class ZipArchive:
@@ -442,37 +485,87 @@ def _scan(mm: mmap.mmap, limits: ArchiveLimits) -> tuple[list[ZipEntry], bytes, 
     return _fastzip.scan(mm, bounds, ZipEntry)
 
 
+# Record signatures a reader may look for anywhere near the end of an archive (APPNOTE 4.3): none may appear
+# inside the archive comment or an entry comment, where a lenient reader could take them for structure.
+_RECORD_SIGNATURE = re.compile(rb"PK(?:\x01\x02|\x03\x04|\x05\x05|\x05\x06|\x06\x06|\x06\x07|\x06\x08|\x07\x08)")
+# Extra fields that carry no type, mode, name or link for any mainstream reader (anything else is refused; see
+# docs/formats/archives.md): ZIP64 sizes, NTFS and Unix timestamps, Info-ZIP owner ids, the Unicode Path (checked
+# to name the same file), and the JAR marker.
+_ZIP64_EXTRA, _UNICODE_PATH = 0x0001, 0x7075
+_ALLOWED_EXTRA = {
+    0x0001: "ZIP64",
+    0x000A: "NTFS timestamps",
+    0x5455: "extended timestamp",
+    0x5855: "Info-ZIP Unix (old)",
+    0x7855: "Info-ZIP Unix owner",
+    0x7875: "Info-ZIP Unix owner ids",
+    0x7075: "Info-ZIP Unicode Path",
+    0xCAFE: "JAR marker",
+}
+_UNIX_HOSTS = (3, 19)  # "made by" Unix or OS X: the high 16 bits of the external attributes are a Unix mode
+_DOS_DIRECTORY = 0x10
+
+
+def _unsafe_comment(data: bytes, what: str, subject: str) -> None:
+    found = _RECORD_SIGNATURE.search(data)
+    if found:
+        raise UnsafeArchiveError(
+            f"{what} holds a ZIP record signature {found.group()!r}: another reader could take it for the "
+            "archive's structure",
+            subject=subject,
+        )
+
+
 def _parse(mm: mmap.mmap, size: int, limits: ArchiveLimits, where: str) -> tuple[list[ZipEntry], bytes, int]:
-    # End of central directory: search backwards; the comment must run exactly to the end of the file.
+    # End of central directory: the last signature in the tail, whose comment must run exactly to the end. Lenient
+    # readers take the last one they find (or the first that parses), so an earlier record is never chosen.
     tail_start = max(0, size - _EOCD_FMT.size - _MAX_COMMENT)
     pos = mm.rfind(_EOCD, tail_start)
-    last = pos
-    while pos >= 0:
-        if pos + _EOCD_FMT.size <= size:
-            *_, comment_len = _EOCD_FMT.unpack_from(mm, pos)
-            if pos + _EOCD_FMT.size + comment_len == size:
-                break
-        pos = mm.rfind(_EOCD, tail_start, pos)
-    if pos < 0 and last >= 0 and last + _EOCD_FMT.size <= size:
-        raise UnsafeArchiveError(f"{where}: data after the end-of-central-directory record", subject=where)
     if pos < 0:
         raise MalformedError(f"{where} is not a ZIP archive (no end-of-central-directory record)", subject=where)
+    if pos + _EOCD_FMT.size > size:
+        raise UnsafeArchiveError(f"{where}: data after the end-of-central-directory record", subject=where)
     _, disk, cd_disk, n_disk, n_total, cd_size, cd_offset, comment_len = _EOCD_FMT.unpack_from(mm, pos)
+    if pos + _EOCD_FMT.size + comment_len != size:
+        raise UnsafeArchiveError(
+            f"{where}: the end-of-central-directory record's comment does not run to the end of the file "
+            "(data after it, or a second end record)",
+            subject=where,
+        )
     comment = bytes(mm[pos + _EOCD_FMT.size : size])
+    _unsafe_comment(comment, "the archive comment", where)
     cd_end = pos
     if disk != 0 or cd_disk != 0 or n_disk != n_total:
         raise UnsafeArchiveError("multi-disk ZIP archives are not supported", subject=where)
-    if _U32 in (cd_size, cd_offset) or n_total == _U16:
-        loc = pos - _EOCD64_LOC_FMT.size
-        if loc < 0 or mm[loc : loc + 4] != _EOCD64_LOC:
+    loc = pos - _EOCD64_LOC_FMT.size
+    has_locator = loc >= 0 and mm[loc : loc + 4] == _EOCD64_LOC
+    saturated = _U32 in (cd_size, cd_offset) or n_total == _U16
+    if has_locator and not saturated:
+        raise UnsafeArchiveError(
+            f"{where}: a ZIP64 locator precedes the end record although no field needs ZIP64 (readers that honour "
+            "it would read another central directory)",
+            subject=where,
+        )
+    if saturated:
+        if not has_locator:
             raise MalformedError(f"{where}: ZIP64 locator missing", subject=where)
         _, loc_disk, eocd64_off, disks = _EOCD64_LOC_FMT.unpack_from(mm, loc)
-        if loc_disk != 0 or disks != 1 or eocd64_off + _EOCD64_FMT.size > loc:
+        if loc_disk != 0 or disks != 1 or eocd64_off + _EOCD64_FMT.size != loc:
             raise MalformedError(f"{where}: bad ZIP64 locator", subject=where)
-        sig, rec_size, _, _, d64, cdd64, nd64, nt64, cd_size, cd_offset = _EOCD64_FMT.unpack_from(mm, eocd64_off)
-        if sig != _EOCD64 or d64 != 0 or cdd64 != 0 or nd64 != nt64 or eocd64_off + 12 + rec_size != loc:
+        sig, rec_size, _, _, d64, cdd64, nd64, nt64, cd64_size, cd64_offset = _EOCD64_FMT.unpack_from(mm, eocd64_off)
+        if sig != _EOCD64 or d64 != 0 or cdd64 != 0 or nd64 != nt64 or rec_size != _EOCD64_FMT.size - 12:
             raise MalformedError(f"{where}: bad ZIP64 end-of-central-directory record", subject=where)
-        n_total = nt64
+        for field, value, wide, sentinel in (
+            ("entry count", n_total, nt64, _U16),
+            ("central directory size", cd_size, cd64_size, _U32),
+            ("central directory offset", cd_offset, cd64_offset, _U32),
+        ):
+            if value not in (sentinel, wide):
+                raise UnsafeArchiveError(
+                    f"{where}: the end record's {field} ({value}) disagrees with the ZIP64 record's ({wide})",
+                    subject=where,
+                )
+        n_total, cd_size, cd_offset = nt64, cd64_size, cd64_offset
         cd_end = eocd64_off
     if n_total > limits.max_entries:
         raise UnsafeArchiveError(f"archive has {n_total} entries; the limit is {limits.max_entries}", subject=where)
@@ -490,7 +583,7 @@ def _parse(mm: mmap.mmap, size: int, limits: ArchiveLimits, where: str) -> tuple
             raise MalformedError(f"{where}: central directory record {index} is damaged", subject=where)
         (
             _,
-            _made_by,
+            made_by,
             _need,
             flags,
             method,
@@ -512,25 +605,26 @@ def _parse(mm: mmap.mmap, size: int, limits: ArchiveLimits, where: str) -> tuple
             raise MalformedError(f"{where}: central directory record {index} overruns", subject=where)
         raw_name = bytes(mm[p + _CDH_FMT.size : p + _CDH_FMT.size + nlen])
         extra = bytes(mm[p + _CDH_FMT.size + nlen : p + _CDH_FMT.size + nlen + xlen])
+        entry_comment = bytes(mm[p + _CDH_FMT.size + nlen + xlen : rec_end])
         record = bytes(mm[p:rec_end])
         p = rec_end
         name = _decode_name(raw_name, flags, where)
         check_entry_name(name, raw=raw_name)
-        _check_unicode_path(extra, name)
-        if usize == _U32 or csize == _U32 or hoff == _U32 or disk_start == _U16:
-            usize, csize, hoff = _zip64_extra(extra, usize, csize, hoff, disk_start, name)
+        _unsafe_comment(entry_comment, f"entry {name!r}'s comment", name)
+        if disk_start != 0:
+            raise UnsafeArchiveError(f"entry {name!r} starts on another disk", subject=name)
+        fields = _parse_extra(extra, raw_name, name, "central directory")
+        usize, csize, hoff = _zip64_sizes(fields.get(_ZIP64_EXTRA), usize, csize, hoff, name)
         if flags & (_FLAG_ENCRYPTED | _FLAG_STRONG_ENCRYPTION | _FLAG_MASKED_HEADERS):
             raise UnsafeArchiveError(f"entry {name!r} is encrypted", subject=name)
         if method not in (STORED, DEFLATED):
             raise UnsafeArchiveError(f"entry {name!r} uses unsupported compression method {method}", subject=name)
+        if method == STORED and flags & _FLAG_DATA_DESCRIPTOR:
+            # A streaming reader cannot know where stored data ends; libarchive searches for the descriptor's
+            # signature, which the data itself may contain.
+            raise UnsafeArchiveError(f"stored entry {name!r} has a data descriptor", subject=name)
         is_dir = name.endswith("/")
-        mode = (ext_attr >> 16) & 0xFFFF  # a Unix mode, whatever host "made by" claims (Go, 7-Zip, unzip read it)
-        if mode:
-            ftype = stat.S_IFMT(mode)
-            if ftype == stat.S_IFLNK:
-                raise UnsafeArchiveError(f"entry {name!r} is a symbolic link", subject=name)
-            if ftype not in (0, stat.S_IFREG, stat.S_IFDIR) or (ftype != 0 and (ftype == stat.S_IFDIR) != is_dir):
-                raise UnsafeArchiveError(f"entry {name!r} is a special file (mode {oct(mode)})", subject=name)
+        mode = _entry_mode(made_by, ext_attr, is_dir, name)
         if is_dir and (usize or csize > _MAX_EMPTY_DEFLATE):
             raise UnsafeArchiveError(f"directory entry {name!r} has content", subject=name)
         folded = _fold(name)
@@ -562,48 +656,110 @@ def _parse(mm: mmap.mmap, size: int, limits: ArchiveLimits, where: str) -> tuple
     return entries, comment, cd_offset
 
 
+def _entry_mode(made_by: int, ext_attr: int, is_dir: bool, name: str) -> int:
+    """The entry's Unix mode (0 when it has none), refusing any that readers would apply differently or unsafely."""
+    if ext_attr & _DOS_DIRECTORY and not is_dir:
+        raise UnsafeArchiveError(
+            f"file entry {name!r} has the DOS directory attribute (bsdtar and 7-Zip create a directory)", subject=name
+        )
+    mode = (ext_attr >> 16) & 0xFFFF
+    if not mode:
+        return 0
+    if made_by >> 8 not in _UNIX_HOSTS:
+        raise UnsafeArchiveError(
+            f"entry {name!r} has a Unix mode ({oct(mode)}) but was made by host {made_by >> 8}: some readers apply "
+            "it, others do not",
+            subject=name,
+        )
+    ftype = stat.S_IFMT(mode)
+    if ftype == stat.S_IFLNK:
+        raise UnsafeArchiveError(f"entry {name!r} is a symbolic link", subject=name)
+    if ftype not in (0, stat.S_IFREG, stat.S_IFDIR) or (ftype != 0 and (ftype == stat.S_IFDIR) != is_dir):
+        raise UnsafeArchiveError(f"entry {name!r} is a special file (mode {oct(mode)})", subject=name)
+    check_mode(mode, is_dir, name)
+    return mode
+
+
+def check_mode(mode: int, is_dir: bool, name: str) -> None:
+    """Refuse permission bits an extractor running as root would apply unsafely (shared by the tar reader):
+    setuid, setgid, sticky, world-writable, and files their owner cannot read."""
+    if mode & 0o7000:
+        raise UnsafeArchiveError(f"entry {name!r} has setuid, setgid or sticky bits ({oct(mode)})", subject=name)
+    if mode & 0o002:
+        raise UnsafeArchiveError(f"entry {name!r} is world-writable ({oct(mode)})", subject=name)
+    if not is_dir and not mode & 0o400:  # extractors defer directory modes to the end; a file's they apply at once
+        raise UnsafeArchiveError(
+            f"entry {name!r} has mode {oct(mode & 0o7777)}: its owner cannot read it", subject=name
+        )
+
+
 def _decode_name(raw: bytes, flags: int, where: str) -> str:
-    # As zipfile and unzip do: UTF-8 when the archive says so, CP437 otherwise. Either way the decoded name is
-    # the one checked, listed, signed and extracted, so no two readers can disagree about it.
+    # UTF-8 when the archive says so. Without the flag, readers differ (CP437, the locale, raw bytes), so only
+    # ASCII names are accepted: they read the same everywhere.
     if flags & _FLAG_UTF8:
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
             raise UnsafeArchiveError(f"{where}: entry name is not valid UTF-8", subject=repr(raw)) from None
-    return raw.decode("cp437")
+    if not raw.isascii():
+        raise UnsafeArchiveError(
+            f"{where}: entry name {raw.decode('cp437')!r} is not ASCII and lacks the UTF-8 flag (readers decode it "
+            "as CP437, the locale or raw bytes)",
+            subject=raw.decode("cp437"),
+        )
+    return raw.decode("ascii")
 
 
-def _check_unicode_path(extra: bytes, name: str) -> None:
-    # Info-ZIP's Unicode Path field (0x7075) names the entry for unzip and others: it must not name another file.
+def _parse_extra(extra: bytes, raw_name: bytes, name: str, where: str) -> dict[int, bytes]:
+    """The extra-field block as ``{tag: body}``: it must tile exactly, each tag at most once and on the
+    allow-list; a Unicode Path field must name this very entry."""
+    fields: dict[int, bytes] = {}
     i = 0
-    while i + 4 <= len(extra):
+    while i < len(extra):
+        if i + 4 > len(extra):
+            raise UnsafeArchiveError(f"entry {name!r}: {where} extra fields end in a partial header", subject=name)
         tag, ln = struct.unpack_from("<HH", extra, i)
-        body = extra[i + 4 : i + 4 + ln]
+        if i + 4 + ln > len(extra):
+            raise UnsafeArchiveError(f"entry {name!r}: {where} extra field {tag:#06x} overruns", subject=name)
+        if tag not in _ALLOWED_EXTRA:
+            raise UnsafeArchiveError(
+                f"entry {name!r}: {where} extra field {tag:#06x} is not allowed (it may carry a type, mode, name or "
+                "link that some readers apply)",
+                subject=name,
+            )
+        if tag in fields:
+            raise UnsafeArchiveError(f"entry {name!r}: {where} repeats extra field {tag:#06x}", subject=name)
+        fields[tag] = extra[i + 4 : i + 4 + ln]
         i += 4 + ln
-        if tag == 0x7075 and body[5:].decode("utf-8", "replace") != name:
-            raise UnsafeArchiveError(f"entry {name!r}: its Unicode Path extra field names another file", subject=name)
+    upath = fields.get(_UNICODE_PATH)
+    if upath is not None and (
+        len(upath) < 5
+        or upath[0] != 1
+        or struct.unpack_from("<I", upath, 1)[0] != zlib.crc32(raw_name)
+        or upath[5:] != name.encode("utf-8")
+    ):
+        raise UnsafeArchiveError(f"entry {name!r}: its Unicode Path extra field names another file", subject=name)
+    return fields
 
 
-def _zip64_extra(extra: bytes, usize: int, csize: int, hoff: int, disk: int, name: str) -> tuple[int, int, int]:
-    i = 0
-    while i + 4 <= len(extra):
-        tag, ln = struct.unpack_from("<HH", extra, i)
-        body = extra[i + 4 : i + 4 + ln]
-        i += 4 + ln
-        if tag != 0x0001:
-            continue
-        vals = list(struct.unpack_from(f"<{len(body) // 8}Q", body)) if len(body) >= 8 else []
-        try:
-            if usize == _U32:
-                usize = vals.pop(0)
-            if csize == _U32:
-                csize = vals.pop(0)
-            if hoff == _U32:
-                hoff = vals.pop(0)
-        except IndexError:
-            break
+def _zip64_sizes(body: bytes | None, usize: int, csize: int, hoff: int, name: str) -> tuple[int, int, int]:
+    """Resolve saturated central-directory fields from the ZIP64 extra, which must hold exactly those fields."""
+    wanted = [usize == _U32, csize == _U32, hoff == _U32]
+    need = 8 * sum(wanted)
+    if body is None:
+        if need:
+            raise UnsafeArchiveError(f"entry {name!r}: ZIP64 sizes missing from its extra field", subject=name)
         return usize, csize, hoff
-    raise UnsafeArchiveError(f"entry {name!r}: ZIP64 sizes missing from its extra field", subject=name)
+    if len(body) != need or not need:
+        raise UnsafeArchiveError(
+            f"entry {name!r}: its ZIP64 extra field holds {len(body)} bytes where {need} are needed", subject=name
+        )
+    vals = list(struct.unpack_from(f"<{sum(wanted)}Q", body))
+    out = [vals.pop(0) if w else v for w, v in zip(wanted, (usize, csize, hoff), strict=True)]
+    for value, small in zip(out, (usize, csize, hoff), strict=True):
+        if small == _U32 and value < _U32:
+            raise UnsafeArchiveError(f"entry {name!r}: ZIP64 used for a value that fits in 32 bits", subject=name)
+    return out[0], out[1], out[2]
 
 
 def _check_local_header(
@@ -618,6 +774,8 @@ def _check_local_header(
     name: str,
     cd_offset: int,
 ) -> tuple[int, int]:
+    """The local header must repeat the central directory: name, flags, method, extra fields on the allow-list
+    (a local ZIP64 extra parsed and compared), CRC and sizes (zero or equal when a data descriptor follows)."""
     if hoff + _LFH_FMT.size > cd_offset or mm[hoff : hoff + 4] != _LFH:
         raise UnsafeArchiveError(f"entry {name!r}: no local header where the central directory says", subject=name)
     _, _need, lflags, lmethod, _t, _d, lcrc, lcsize, lusize, lnlen, lxlen = _LFH_FMT.unpack_from(mm, hoff)
@@ -628,12 +786,25 @@ def _check_local_header(
         )
     if lmethod != method or (lflags & ~_FLAG_DATA_DESCRIPTOR) != (flags & ~_FLAG_DATA_DESCRIPTOR):
         raise UnsafeArchiveError(f"entry {name!r}: local header disagrees with the central directory", subject=name)
-    _check_unicode_path(bytes(mm[hoff + _LFH_FMT.size + lnlen : hoff + _LFH_FMT.size + lnlen + lxlen]), name)
+    if hoff + _LFH_FMT.size + lnlen + lxlen > cd_offset:
+        raise UnsafeArchiveError(f"entry {name!r}: local header runs into the central directory", subject=name)
+    lextra = bytes(mm[hoff + _LFH_FMT.size + lnlen : hoff + _LFH_FMT.size + lnlen + lxlen])
+    lfields = _parse_extra(lextra, raw_name, name, "local header")
+    z64 = lfields.get(_ZIP64_EXTRA)
+    if lusize == _U32 or lcsize == _U32:
+        # APPNOTE 4.5.3: a local ZIP64 extra holds both sizes, uncompressed first.
+        if z64 is None or len(z64) != 16:
+            raise UnsafeArchiveError(f"entry {name!r}: local header's ZIP64 sizes are missing", subject=name)
+        lusize, lcsize = struct.unpack("<QQ", z64)
+    elif z64 is not None:
+        raise UnsafeArchiveError(f"entry {name!r}: local ZIP64 extra field without ZIP64 sizes", subject=name)
     data_offset = hoff + _LFH_FMT.size + lnlen + lxlen
     end = data_offset + csize
     if end > cd_offset:
         raise UnsafeArchiveError(f"entry {name!r}: data runs into the central directory", subject=name)
     if lflags & _FLAG_DATA_DESCRIPTOR:
+        if lcrc not in (0, crc) or (lcsize, lusize) not in ((0, 0), (csize, usize)):
+            raise UnsafeArchiveError(f"entry {name!r}: local header sizes or CRC disagree", subject=name)
         # The descriptor repeats crc and sizes (32- or 64-bit, with an optional signature).
         desc = bytes(mm[end : min(end + 24, cd_offset)])
         off = 4 if desc[:4] == _DD else 0
@@ -643,7 +814,7 @@ def _check_local_header(
             if len(desc) >= off + n and struct.unpack_from(fmt, desc, off) == (crc, csize, usize):
                 return data_offset, end + off + n
         raise UnsafeArchiveError(f"entry {name!r}: data descriptor disagrees with the central directory", subject=name)
-    if (lcrc, lcsize, lusize) != (crc, csize, usize) and not (lcsize == _U32 or lusize == _U32):
+    if (lcrc, lcsize, lusize) != (crc, csize, usize):
         raise UnsafeArchiveError(f"entry {name!r}: local header sizes or CRC disagree", subject=name)
     return data_offset, end
 

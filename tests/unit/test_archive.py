@@ -122,8 +122,11 @@ def test_overlong_name_is_refused(tmp_path: Path) -> None:
     assert_unsafe(tmp_path, build([E(b"a" * 2000)]))
 
 
-def test_cp437_names_decode_as_unzip_does(tmp_path: Path) -> None:
-    with ZipArchive.open(write(tmp_path, build([E(b"caf\x82.txt")]))) as z:
+def test_non_ascii_names_without_the_utf8_flag_are_refused(tmp_path: Path) -> None:
+    # unzip and 7-Zip read CP437 (or the locale), bsdtar raw bytes: the same entry lands under different names.
+    err = assert_unsafe(tmp_path, build([E(b"caf\x82.txt")]), subject="caf\u00e9.txt")
+    assert "UTF-8 flag" in err.message
+    with ZipArchive.open(write(tmp_path, build([E("caf\u00e9.txt".encode(), flags=0x800)]), "u.zip")) as z:
         assert z.files[0].name == "caf\u00e9.txt"
 
 
@@ -208,13 +211,23 @@ def test_local_header_disagreeing_with_central_directory_is_refused(tmp_path: Pa
 
 def test_data_descriptor_is_accepted_when_it_agrees(tmp_path: Path) -> None:
     data = b"hello\n"
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    body = c.compress(data) + c.flush()
     for desc in (
-        struct.pack("<4sIII", b"PK\x07\x08", zlib.crc32(data), len(data), len(data)),
-        struct.pack("<III", zlib.crc32(data), len(data), len(data)),
+        struct.pack("<4sIII", b"PK\x07\x08", zlib.crc32(data), len(body), len(data)),
+        struct.pack("<III", zlib.crc32(data), len(body), len(data)),
     ):
-        p = write(tmp_path, build([E(b"a.txt", flags=0x8, descriptor=desc), E(b"b.txt")]))
+        p = write(tmp_path, build([E(b"a.txt", method=8, flags=0x8, descriptor=desc), E(b"b.txt")]))
         with ZipArchive.open(p) as z:
             assert [z.read(e) for e in z.files] == [data, data]
+
+
+def test_stored_entry_with_a_data_descriptor_is_refused(tmp_path: Path) -> None:
+    # A streaming reader finds the end of stored data by searching for the descriptor, which data may contain.
+    data = b"hello\n"
+    desc = struct.pack("<4sIII", b"PK\x07\x08", zlib.crc32(data), len(data), len(data))
+    err = assert_unsafe(tmp_path, build([E(b"a.txt", flags=0x8, descriptor=desc)]), subject="a.txt")
+    assert "data descriptor" in err.message
 
 
 def test_data_descriptor_disagreeing_is_refused(tmp_path: Path) -> None:
@@ -289,8 +302,19 @@ def test_appended_bytes_after_end_record_are_refused_as_unsafe(tmp_path: Path) -
 
 
 def test_archive_comment_is_allowed_and_kept(tmp_path: Path) -> None:
-    with ZipArchive.open(write(tmp_path, build([E(b"a.txt")], comment=b"hi PK\x05\x06 there"))) as z:
-        assert z.comment == b"hi PK\x05\x06 there"
+    with ZipArchive.open(write(tmp_path, build([E(b"a.txt")], comment=b"hi there, PK"))) as z:
+        assert z.comment == b"hi there, PK"
+
+
+@pytest.mark.parametrize(
+    "record", [b"PK\x01\x02", b"PK\x03\x04", b"PK\x05\x06", b"PK\x06\x06", b"PK\x06\x07", b"PK\x07\x08"]
+)
+def test_record_signatures_in_comments_are_refused(tmp_path: Path, record: bytes) -> None:
+    # Lenient readers search the tail for structure: a record signature in a comment is structure to them.
+    err = assert_unsafe(tmp_path, build([E(b"a.txt")], comment=b"hi " + record + b" there"))
+    assert "record signature" in err.message or "end-of-central-directory" in err.message
+    err = assert_unsafe(tmp_path, build([E(b"a.txt", comment=b"x" + record)]), subject="a.txt")
+    assert "record signature" in err.message
 
 
 def test_multi_disk_archive_is_refused(tmp_path: Path) -> None:

@@ -63,7 +63,17 @@ def assert_agrees(data: bytes) -> tuple[list[ZipEntry], bytes, int] | None:
 NAMES = [
     b"a.txt", b"A.TXT", b"dir/", b"dir/x.py", b"dir", b"dir/sub/", b"dir/sub/y", b"x/../y", b"./z", b"/abs",
     b"c:x", b"sp ace", b'q"uote', b"back\\slash", b"\x01ctl", b"caf\xc3\xa9", b"a//", b"dir//x", b"del\x7f",
-    b"n" * 1025, b"..", b"a/.", b"trail/",
+    b"n" * 1025, b"..", b"a/.", b"trail/", b"CON", b"a/nul.txt", b"Com1.py", b"dot.", b"sp /x", b"a:b",
+    b"LPT9", b"conin$", b"consoles", b"a<b", b"x|y", b"caf\x82",
+]  # fmt: skip
+EXTRAS = [
+    b"", b"UT\x05\x00\x01\x00\x00\x00\x00", b"xl\x00\x00", b"\x01\x00\x08\x00" + bytes(8),
+    b"UT\x05\x00\x01\x00\x00\x00\x00UT\x00\x00", b"ux\x0b\x00\x01\x04\x00\x00\x00\x00\x04\x00\x00\x00\x00",
+    b"\x0a\x00", b"\x0d\x00\x00\x00", b"\xfe\xca\x00\x00",
+]  # fmt: skip
+MODES = [
+    stat.S_IFREG | 0o644, stat.S_IFDIR | 0o755, stat.S_IFLNK | 0o777, 0, stat.S_IFIFO, stat.S_IFREG | 0o4755,
+    stat.S_IFREG | 0o666, stat.S_IFREG, stat.S_IFDIR | 0o1777, stat.S_IFDIR, 0o755,
 ]  # fmt: skip
 
 entry = st.builds(
@@ -72,7 +82,12 @@ entry = st.builds(
     data=st.binary(max_size=300),
     method=st.sampled_from([0, 8]),
     flags=st.sampled_from([0, 0x800, 0x1]),
-    mode=st.sampled_from([stat.S_IFREG | 0o644, stat.S_IFDIR | 0o755, stat.S_IFLNK | 0o777, 0, stat.S_IFIFO]),
+    mode=st.sampled_from(MODES),
+    made_by=st.sampled_from([(3 << 8) | 20, 20, (10 << 8) | 20, (19 << 8) | 20]),
+    dos_attr=st.sampled_from([0, 0, 0x10, 0x01, 0x20]),
+    cd_extra=st.sampled_from(EXTRAS),
+    local_extra=st.sampled_from(EXTRAS),
+    comment=st.sampled_from([b"", b"", b"hello", b"PK\x06\x07"]),
 )
 
 
@@ -82,7 +97,8 @@ def hostile(draw: st.DrawFn) -> bytes:
     for e in entries:
         if e.name.endswith(b"/") and draw(st.booleans()):
             e.data = b""
-    data = bytearray(build(entries, comment=draw(st.sampled_from([b"", b"note", b"PK\x05\x06"]))))
+    comments = [b"", b"note", b"PK\x05\x06", b"PK\x01\x02", b"PKPK"]
+    data = bytearray(build(entries, comment=draw(st.sampled_from(comments))))
     for _ in range(draw(st.integers(0, 3))):
         at = draw(st.integers(0, len(data) - 1))
         data[at] = draw(st.integers(0, 255))
@@ -110,7 +126,7 @@ def zipfile_archive(files: dict[str, bytes], *, method: int = zipfile.ZIP_DEFLAT
 
 
 plain_names = st.lists(
-    st.text(st.sampled_from("abcXYZ019_-."), min_size=1, max_size=8).filter(lambda s: s not in (".", "..")),
+    st.text(st.sampled_from("abcXYZ019_-."), min_size=1, max_size=8).filter(lambda s: not s.endswith(".")),
     min_size=1,
     max_size=3,
 ).map("/".join)
@@ -235,6 +251,22 @@ def test_digest_hex_and_threads_agree(tmp_path: Path) -> None:
         assert fastzip.digest(z._map, [], "sha256", 2) == []
         with pytest.raises(ValueError, match="unsupported"):
             fastzip.digest(z._map, entries, "md5", 1)
+
+
+# A fixed-Huffman deflate stream: "AAAA", then the reserved length symbol 286 (distance 1), then end of block.
+# zlib refuses it ("invalid literal/length code"); libdeflate's inflater would accept it as a length of 258.
+RESERVED_SYMBOL_STREAM = bytes.fromhex("737474741c0300")
+
+
+def test_reserved_deflate_symbols_are_refused_whatever_the_build(tmp_path: Path) -> None:
+    data = b"A" * 262  # what a lenient inflater produces, so that CRC and size agree with it
+    path = tmp_path / "reserved.zip"
+    path.write_bytes(build([E(b"a.txt", data=data, method=8, body=RESERVED_SYMBOL_STREAM), E(b"b.txt", method=8)]))
+    with ZipArchive.open(path) as z:
+        assert fastzip.digest(z._map, list(z.files), "sha256", 2) == 0  # entry 0 is not confirmed: the reference
+        with pytest.raises(TamperedError, match="corrupt compressed data") as err:
+            z.hash_files(["sha256"])
+    assert err.value.subject == "a.txt"
 
 
 def test_a_bad_entry_in_a_fast_run_is_reported_by_the_reference(tmp_path: Path) -> None:

@@ -41,8 +41,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from .._fs import atomic_writer
+from .._internal.parse import load_json
 from ..archive import ZipArchive, rewrite_zip
-from ..errors import MalformedError, Reason, SigneryError, UsageError
+from ..errors import MalformedError, Reason, SigneryError, UnsafeArchiveError, UsageError
 from ..keys import Signer, load_public_key, short_id
 from ..result import SignatureCheck, VerificationResult
 from ..trust import Constraints, TrustedKey, TrustSet
@@ -166,10 +167,7 @@ def read_category(archive: ZipArchive) -> tuple[str, bool]:
     if entry is None:
         return DEFAULT_CATEGORY, False
     where = f"{archive.path}:{VERIFICATION_ENTRY}"
-    try:
-        doc = json.loads(archive.read(entry, max_size=MAX_VERIFICATION_BYTES))
-    except ValueError:
-        raise MalformedError(f"{where} is not JSON", subject=where) from None
+    doc = load_json(archive.read(entry, max_size=MAX_VERIFICATION_BYTES), source=where, max_depth=4)
     category = doc.get("authorized_category") if isinstance(doc, dict) else None
     if not isinstance(category, str):
         raise MalformedError(f"{where} has no 'authorized_category'", subject=where)
@@ -181,12 +179,10 @@ def read_manifest(archive: ZipArchive) -> PluginManifest | None:
     entry = archive.get("manifest.yaml")
     if entry is None:
         return None
-    import yaml  # ~50 ms to import; only needed once a manifest is actually read
+    from .._internal.parse import load_yaml  # PyYAML takes ~50 ms to import; only needed once a manifest is read
 
-    try:
-        doc = yaml.safe_load(archive.read(entry, max_size=MAX_MANIFEST_BYTES))
-    except yaml.YAMLError:
-        return None
+    where = f"{archive.path}:manifest.yaml"
+    doc = load_yaml(archive.read(entry, max_size=MAX_MANIFEST_BYTES), source=where)  # malformed names the file
     if not isinstance(doc, dict):
         return None
 
@@ -295,6 +291,19 @@ def _candidates(trust: TrustSet) -> list[tuple[TrustedKey, rsa.RSAPublicKey]]:
     return out
 
 
+def _refuse_directory_entries(archive: ZipArchive) -> None:
+    """The Dify daemon cannot install a package that holds a directory entry ("read provider: is a directory"),
+    so no Dify verdict may call one valid. ``sign`` drops them."""
+    for entry in archive.entries:
+        if entry.is_dir:
+            raise UnsafeArchiveError(
+                f"{archive.path}: directory entry {entry.name!r}; the Dify daemon refuses packages holding directory "
+                "entries",
+                subject=entry.name,
+                hint="signery sign --format dify writes a copy without them",
+            )
+
+
 def verify(
     subject: Path,
     *,
@@ -315,6 +324,7 @@ def verify(
     when = now or datetime.now(UTC)
     where = str(subject)
     with ZipArchive.open(subject) as archive:
+        _refuse_directory_entries(archive)
         parsed = parse_comment(archive.comment, source=where)
         if parsed is None:
             return VerificationResult(where, (), threshold=threshold)

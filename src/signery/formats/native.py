@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .._fs import atomic_writer
+from .._internal.parse import load_json
 from ..archive import ZipArchive, _fastzip, check_entry_name, is_zip, rewrite_zip
 from ..digests import DEFAULT_DIGEST, DIGEST_ALGORITHMS, check_algorithm, hash_file
 from ..errors import MalformedError, Reason, SigneryError, UnsafeArchiveError, UsageError
@@ -45,8 +46,22 @@ DOCUMENT_MEDIA_TYPE = "application/vnd.signery.signatures.v1+json"
 RESERVED_ENTRY = ".signery/signatures.json"
 DETACHED_SUFFIX = ".signery.json"
 
-MAX_DOCUMENT_BYTES = 256 << 20  # a 100,000-file package's subjects take ~20 MB per envelope; leave room for several
-MAX_ENVELOPES = 64  # more independent signatures than any real release process makes
+MAX_ENVELOPES = 16  # more independent signatures than any real release process makes
+# A document's size is bounded by what the package can need before a byte of it is inflated or parsed: per
+# envelope, a few KiB of signatures and predicate plus the base64 of one subject per file. A signature entry of a
+# small plugin that inflates to 64 MiB is refused at its declared size (the review's memory amplification).
+_ENVELOPE_OVERHEAD = 16 << 10  # keyids, signatures (an RSA-4096 or ML-DSA one is a few KiB), predicate, claims
+_SUBJECT_OVERHEAD = 200  # {"digest":{"sha512":"<128 hex>"},"name":""} and a separator
+MAX_DOCUMENT_BYTES = 256 << 20  # the absolute ceiling (a detached document of a 100,000-file package is ~20 MB)
+_DOCUMENT_KEYS = frozenset({"mediaType", "envelopes"})
+_ENVELOPE_KEYS = frozenset({"payloadType", "payload", "signatures"})
+_SIGNATURE_KEYS = frozenset({"keyid", "sig"})
+
+
+def document_limit(names: Iterable[str]) -> int:
+    """The largest signature document a package with these file names can need (``MAX_ENVELOPES`` envelopes)."""
+    subjects = sum(len(n.encode()) + _SUBJECT_OVERHEAD for n in names)
+    return min(MAX_DOCUMENT_BYTES, MAX_ENVELOPES * (_ENVELOPE_OVERHEAD + (subjects + 1024) * 4 // 3))
 MAX_SIGS_PER_ENVELOPE = 16
 MAX_CLAIMS = 64  # claims are a handful of short facts, not a data store
 MAX_CLAIM_LEN = 1024
@@ -173,6 +188,8 @@ class Envelope:
     def from_dict(cls, d: Any) -> Envelope:
         if not isinstance(d, dict):
             raise MalformedError("envelope is not an object")
+        if not d.keys() <= _ENVELOPE_KEYS:
+            raise MalformedError(f"envelope has unknown members {sorted(d.keys() - _ENVELOPE_KEYS)}")
         ptype = d.get("payloadType")
         if ptype != PAYLOAD_TYPE:
             raise MalformedError(f"unexpected DSSE payloadType {ptype!r}")
@@ -188,8 +205,8 @@ class Envelope:
             )
         except (KeyError, ValueError):  # binascii.Error, or a non-ASCII string
             raise MalformedError("envelope has invalid base64 or lacks keyid/sig") from None
-        if len(parsed) != len(sigs):
-            raise MalformedError("malformed signature entry in envelope")
+        if len(parsed) != len(sigs) or any(not s.keys() <= _SIGNATURE_KEYS for s in sigs):
+            raise MalformedError("malformed signature entry in envelope (only 'keyid' and 'sig' are members)")
         return cls(payload, parsed)
 
 
@@ -204,15 +221,20 @@ class SignatureDocument:
         return json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n"
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, source: str) -> SignatureDocument:
-        if len(data) > MAX_DOCUMENT_BYTES:
-            raise MalformedError(f"{source}: signature document is too large", subject=source)
-        try:
-            doc = json.loads(data)
-        except (ValueError, RecursionError):
-            raise MalformedError(f"{source} is not a signery signature document (not JSON)", subject=source) from None
+    def from_bytes(cls, data: bytes, *, source: str, limit: int = MAX_DOCUMENT_BYTES) -> SignatureDocument:
+        if len(data) > limit:
+            raise MalformedError(
+                f"{source}: signature document of {len(data)} bytes; this package needs at most {limit}",
+                subject=source,
+            )
+        doc = load_json(data, source=source, max_depth=8)  # document > envelopes > envelope > signatures > entry
         if not isinstance(doc, dict) or doc.get("mediaType") != DOCUMENT_MEDIA_TYPE:
             raise MalformedError(f"{source} is not a signery signature document", subject=source)
+        if not doc.keys() <= _DOCUMENT_KEYS:
+            raise MalformedError(
+                f"{source}: unknown members {sorted(doc.keys() - _DOCUMENT_KEYS)} in the signature document",
+                subject=source,
+            )
         envs = doc.get("envelopes")
         if not isinstance(envs, list) or len(envs) > MAX_ENVELOPES:
             raise MalformedError(f"{source}: 'envelopes' must be a list of at most {MAX_ENVELOPES}", subject=source)
@@ -290,7 +312,14 @@ def _read_document(subject: Path, kind: str, archive: ZipArchive | None, signatu
         last = archive.entries[-1] if archive.entries else None  # where signery puts it
         entry = last if last is not None and last.name == RESERVED_ENTRY else archive.get(RESERVED_ENTRY)
         if entry is not None:
-            return SignatureDocument.from_bytes(archive.read(entry, max_size=MAX_DOCUMENT_BYTES), source=RESERVED_ENTRY)
+            limit = document_limit(e.name for e in archive.files if e.name != RESERVED_ENTRY)
+            if entry.size > limit:  # judged on the declared size, before a byte is inflated
+                raise MalformedError(
+                    f"{RESERVED_ENTRY} declares {entry.size} bytes; a package of {len(archive.files) - 1} files "
+                    f"needs at most {limit}",
+                    subject=RESERVED_ENTRY,
+                )
+            return SignatureDocument.from_bytes(archive.read(entry, max_size=limit), source=RESERVED_ENTRY, limit=limit)
     sidecar = detached_path(subject)
     if sidecar.is_file():
         return SignatureDocument.from_bytes(_read_bounded(sidecar), source=str(sidecar))
@@ -370,7 +399,10 @@ def sign(
         if embed and archive is not None:
             target = Path(output) if output else (subject if in_place else _signed_name(subject))
             with atomic_writer(target, mode=0o644) as out:
-                rewrite_zip(archive, out, drop=[RESERVED_ENTRY], add=[(RESERVED_ENTRY, document.to_bytes())])
+                # No archive comment is carried over: nothing signs it, and readers may take it for structure.
+                rewrite_zip(
+                    archive, out, drop=[RESERVED_ENTRY], add=[(RESERVED_ENTRY, document.to_bytes())], comment=b""
+                )
             return target
         target = Path(output) if output else detached_path(subject)
         with atomic_writer(target, mode=0o644) as out:

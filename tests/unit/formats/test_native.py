@@ -458,14 +458,19 @@ def test_a_statement_in_another_json_layout_still_verifies(tmp_path: Path, signe
     assert check(signed, trust_of(s))[:2] == (False, Reason.TAMPERED)
 
 
-def test_names_that_need_json_escapes_verify(tmp_path: Path, signers: dict[str, FileSigner]) -> None:
+def test_non_ascii_names_verify_and_names_that_need_json_escapes_are_refused(
+    tmp_path: Path, signers: dict[str, FileSigner]
+) -> None:
     s = signers["ed25519"]
-    files = {'say "hi".txt': b"1", "plain.txt": b"2"}
+    files = {"caf\u00e9/\u00fcber.txt": b"1", "plain.txt": b"2"}
     signed = native.sign(make_zip(tmp_path / "q.zip", files), s)
-    assert b'say \\"hi\\".txt' in _payload_of(signed)
+    assert "caf\u00e9/\u00fcber.txt".encode() in _payload_of(signed)  # canonical JSON: UTF-8, not \u escapes
     assert check(signed, trust_of(s)) == (True, None, None)
-    _replace_entry(signed, 'say "hi".txt', b"changed")
-    assert check(signed, trust_of(s)) == (False, Reason.TAMPERED, 'say "hi".txt')
+    _replace_entry(signed, "caf\u00e9/\u00fcber.txt", b"changed")
+    assert check(signed, trust_of(s)) == (False, Reason.TAMPERED, "caf\u00e9/\u00fcber.txt")
+    # '"' and '\\' are invalid names on Windows, controls everywhere: no name that needs a JSON escape is signed.
+    with pytest.raises(UnsafeArchiveError):
+        native.sign(make_zip(tmp_path / "e.zip", {'say "hi".txt': b"1"}), s)
 
 
 def test_a_broken_subject_array_is_malformed(tmp_path: Path, signers: dict[str, FileSigner]) -> None:
