@@ -9,6 +9,8 @@ other reader (unzip, bsdtar, 7-Zip, Go) are in tests/unit/test_archive_different
 from __future__ import annotations
 
 import io
+import json
+import os
 import stat
 import struct
 import zipfile
@@ -18,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from signery.archive import ZipArchive
-from signery.errors import Reason, UnsafeArchiveError
+from signery.errors import MalformedError, Reason, UnsafeArchiveError
 from signery.formats import native
 from signery.keys import FileSigner, generate_private_key
 from signery.trust import TrustSet, trusted_key_from_public
@@ -138,7 +140,7 @@ def test_a_zip64_locator_before_an_unsaturated_end_record_is_refused(tmp_path: P
     locator = struct.pack("<4sIQI", b"PK\x06\x07", 0, 0, 1)
     data = build([E(b"a.txt")])
     pos = eocd_at(data)
-    cd_size, cd_off = struct.unpack_from("<II", data, pos + 12)
+    (cd_size,) = struct.unpack_from("<I", data, pos + 12)
     patched = bytearray(data[:pos] + locator + data[pos:])
     struct.pack_into("<I", patched, pos + 20 + 12, cd_size + len(locator))  # the locator now ends the directory
     path = tmp_path / "z.zip"
@@ -356,3 +358,93 @@ def test_ordinary_names_still_pass(tmp_path: Path) -> None:
     path.write_bytes(build([E(n.encode()) for n in names]))
     with ZipArchive.open(path) as z:
         assert [e.name for e in z.files] == names
+
+
+# -- 11. nesting in the documents signery reads ----------------------------------------------------------------
+
+
+def test_a_deeply_nested_dify_manifest_or_verification_entry_is_malformed_and_named(tmp_path: Path) -> None:
+    from signery.formats import dify
+
+    for entry, body in (
+        ("manifest.yaml", b"a: " + b"[" * 50_000 + b"]" * 50_000 + b"\n"),
+        (".verification.dify.json", b"[" * 2000 + b"]" * 2000),
+    ):
+        path = tmp_path / f"{entry}.difypkg"
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("main.py", b"x = 1\n")
+            z.writestr(entry, body)
+        with ZipArchive.open(path) as archive, pytest.raises(MalformedError) as err:
+            dify.read_manifest(archive) if entry == "manifest.yaml" else dify.read_category(archive)
+        assert err.value.subject == f"{path}:{entry}"
+        assert "nested" in err.value.message
+
+
+# -- 12. the signatures document cannot amplify memory -----------------------------------------------------------
+
+
+def test_a_signature_entry_larger_than_the_package_can_need_is_refused_before_inflating(
+    tmp_path: Path, signer: FileSigner, trust: TrustSet
+) -> None:
+    signed = signed_package(tmp_path, signer)
+    with ZipArchive.open(signed) as z:
+        files = [(e.name, z.read(e)) for e in z.files if e.name != native.RESERVED_ENTRY]
+        document = z.read(z.get(native.RESERVED_ENTRY))  # type: ignore[arg-type]
+    limit = native.document_limit(name for name, _ in files)
+    assert len(document) < limit < 1 << 20  # sized to the package: kilobytes, not the old 256 MiB
+    padded = document + b" " * (1 << 20) + os.urandom(1 << 20).hex().encode()  # 3 MiB, compressing ~2:1
+    bloated = tmp_path / "bloated.zip"
+    with zipfile.ZipFile(bloated, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in files:
+            z.writestr(name, data)
+        z.writestr(native.RESERVED_ENTRY, padded)
+    assert bloated.stat().st_size < 2 << 20
+    with pytest.raises(MalformedError, match="declares") as err:
+        native.verify(bloated, trust=trust)
+    assert err.value.subject == native.RESERVED_ENTRY
+
+
+def test_unknown_members_of_the_signatures_document_are_refused(tmp_path: Path, signer: FileSigner) -> None:
+    signed = signed_package(tmp_path, signer)
+    with ZipArchive.open(signed) as z:
+        doc = json.loads(z.read(z.get(native.RESERVED_ENTRY)))  # type: ignore[arg-type]
+    for mutate in (
+        lambda d: d.update(extra=1),
+        lambda d: d["envelopes"][0].update(cert="x"),
+        lambda d: d["envelopes"][0]["signatures"][0].update(note="x"),
+    ):
+        copy = json.loads(json.dumps(doc))
+        mutate(copy)
+        with pytest.raises(MalformedError, match=r"unknown members|only 'keyid' and 'sig'"):
+            native.SignatureDocument.from_bytes(json.dumps(copy).encode(), source="doc")
+
+
+# -- 16. Dify: directory entries -----------------------------------------------------------------------------------
+
+
+def test_a_dify_package_with_a_directory_entry_is_never_valid(tmp_path: Path) -> None:
+    from signery.formats import dify
+
+    key = generate_private_key("rsa-3072")
+    rsa_signer = FileSigner(key, name="acme")
+    src = tmp_path / "plugin.difypkg"
+    with zipfile.ZipFile(src, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("manifest.yaml", b"author: acme\nname: demo\nversion: 0.0.1\n")
+        z.writestr("provider/", b"")
+        z.writestr("provider/demo.py", b"x = 1\n")
+    signed = dify.sign(src, rsa_signer)  # signing drops the directory entry
+    trust = TrustSet([trusted_key_from_public(rsa_signer.public_key(), name="acme")])
+    assert dify.verify(signed, trust=trust).verified
+    with ZipArchive.open(signed) as z:
+        assert not any(e.is_dir for e in z.entries)
+        entries = [(e.name, z.read(e)) for e in z.entries]
+        comment = z.comment
+    with_dir = tmp_path / "with-dir.difypkg"  # the same signed entries and signature, plus a directory entry
+    with zipfile.ZipFile(with_dir, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("provider/", b"")
+        for name, data in entries:
+            z.writestr(name, data)
+        z.comment = comment
+    with pytest.raises(UnsafeArchiveError, match="directory entries") as err:
+        dify.verify(with_dir, trust=trust)
+    assert err.value.subject == "provider/"
