@@ -1,6 +1,7 @@
 """Core benchmarks (issue 2): signery beside its peers, measured in the same run, printed as ratios.
 
     .venv/bin/python bench/bench_core.py [--size-mib 1024] [--entries 10000] [--scale-entries 60000] [--repeat 3]
+                                         [--baseline REV]
 
 Targets:
   1 GiB file, sha256:  sign and verify <= 1.10x `openssl dgst -sha256`
@@ -8,6 +9,7 @@ Targets:
   peak RSS <= 100 MB whatever the size
   ZIP of 10,000 small entries: verify <= 2.0x `unzip -tq`
   `signery verify` of a small signed plugin: <= 150 ms wall, median of 10
+  with --baseline REV: the 10,000-entry verify no more than 5% slower than at REV (its tree built beside this one)
 
 Every figure is the median of --repeat runs of the real command line (process start included on both sides),
 after one warm-up run so the file is in the page cache for everyone; signery and its peer run alternately, so
@@ -63,14 +65,19 @@ def median(cmd: list[str], repeat: int, **kw: object) -> tuple[float, int]:
 
 
 def paired(
-    ours: list[str], peer: list[str], repeat: int, env: dict[str, str], before: list[str] | None = None
+    ours: list[str],
+    peer: list[str],
+    repeat: int,
+    env: dict[str, str],
+    before: list[str] | None = None,
+    peer_env: dict[str, str] | None = None,
 ) -> tuple[float, float, int]:
     """Medians of signery and its peer, run alternately so that machine noise falls on both alike.
 
     ``before`` runs (untimed) ahead of each signery run, e.g. to remove a signature a sign run would otherwise
     countersign.
     """
-    run(peer)
+    run(peer, env=peer_env)
     if before:
         subprocess.run(before, check=True)
     run(ours, env=env)
@@ -78,7 +85,7 @@ def paired(
     theirs: list[float] = []
     rss = 0
     for _ in range(repeat):
-        theirs.append(run(peer)[0])
+        theirs.append(run(peer, env=peer_env)[0])
         if before:
             subprocess.run(before, check=True)
         t, r = run(ours, env=env)
@@ -129,6 +136,27 @@ def verify_many(
     return signed, ours, peer
 
 
+def baseline_source(rev: str, work: Path) -> Path:
+    """The ``src/`` of ``rev`` (git archive of this repository), with its C accelerator built in place as setup.py
+    builds it, so that this tree and ``rev`` run the same command on the same machine in the same run."""
+    import sysconfig
+
+    root = Path(__file__).resolve().parents[1]
+    tree = work / f"baseline-{rev}"
+    tree.mkdir()
+    tar = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", rev], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=tar.stdout, check=True)
+    pkg = tree / "src" / "signery"
+    deflate = Path("/usr/include/libdeflate.h").exists()
+    subprocess.run(
+        ["cc", "-shared", "-fPIC", "-O2", "-std=c11", f"-I{sysconfig.get_paths()['include']}",
+         *(["-DHAVE_LIBDEFLATE"] if deflate else []), str(pkg / "_fastzip.c"), *(["-ldeflate"] if deflate else []),
+         "-lcrypto", "-lz", "-lpthread", "-o", str(pkg / f"_fastzip{sysconfig.get_config_var('EXT_SUFFIX')}")],
+        check=True,
+    )  # fmt: skip
+    return tree / "src"
+
+
 def row(label: str, ours: float, peer: float, peer_name: str, target: float) -> bool:
     ratio = ours / peer
     ok = ratio <= target
@@ -145,6 +173,7 @@ def main() -> int:
     ap.add_argument("--entries", type=int, default=10_000)
     ap.add_argument("--scale-entries", type=int, default=60_000, help="entries of the context row (< 65,535)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--baseline", metavar="REV", help="also time the 10,000-entry verify of REV's tree (<= 1.05x)")
     args = ap.parse_args()
     for tool in ("openssl", "minisign", "unzip"):
         if not shutil.which(tool):
@@ -200,6 +229,13 @@ def main() -> int:
 
         signed, ours, peer = verify_many(work / "many.zip", args.entries, priv, pub, args.repeat, env)
         results.append(row(f"verify zip of {args.entries} entries", ours, peer, "unzip -tq", 2.0))
+        if args.baseline:
+            # The same command, `python -m signery verify`, from this tree and from REV's, run alternately.
+            base_env = dict(env, PYTHONPATH=str(baseline_source(args.baseline, work)))
+            verify = ["-m", "signery", "verify", signed, "--key", pub, "-q"]
+            ours, theirs, _ = paired([sys.executable, *verify], [sys.executable, *verify], args.repeat, env,
+                                     peer_env=base_env)  # fmt: skip
+            results.append(row(f"  against {args.baseline[:12]}", ours, theirs, "that tree", 1.05))
         # Context for the row above, measured in the same run: what starting the interpreter and importing the
         # modules of `signery verify` cost before any work is done.
         imports = "import signery.cli, signery.cli.verify, signery.formats.native, signery.trust"

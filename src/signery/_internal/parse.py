@@ -17,6 +17,7 @@ Errors are :class:`~signery.errors.MalformedError` naming ``source``.
 
 from __future__ import annotations
 
+import gc
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -84,8 +85,19 @@ def load_json(
     return doc
 
 
-def _compose(loader: yaml.SafeLoader, source: str, max_depth: int) -> yaml.Node | None:
-    """One document's node tree, built iteratively from parser events with every bound applied."""
+_STR = "tag:yaml.org,2002:str"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+def _build(loader: yaml.SafeLoader, source: str, max_depth: int) -> Any:
+    """One document's plain Python value, built iteratively from parser events with every bound applied.
+
+    Nothing recurses, so depth is bounded only by ``max_depth``; scalars are resolved and constructed by the
+    loader's own resolver and safe constructors (so values are exactly PyYAML's), collections only as plain
+    mappings and sequences.
+    """
     import yaml
 
     def fail(what: str, event: yaml.Event) -> MalformedError:
@@ -93,68 +105,82 @@ def _compose(loader: yaml.SafeLoader, source: str, max_depth: int) -> yaml.Node 
         where = f" (line {mark.line + 1})" if mark is not None else ""
         return MalformedError(f"{source}: {what}{where}", subject=source)
 
+    constructors = loader.yaml_constructors
     loader.get_event()  # StreamStart
     if loader.check_event(yaml.StreamEndEvent):
         return None
     loader.get_event()  # DocumentStart
-    stack: list[yaml.CollectionNode] = []
-    pending: list[yaml.Node | None] = []  # a mapping's key waiting for its value
-    keys: list[set[tuple[str, str]]] = []
-    root: yaml.Node | None = None
-    while root is None:
+    stack: list[dict[Any, Any] | list[Any]] = []
+    keys: list[Any] = []  # per open mapping: its pending key, or _NO_KEY
+    root: Any = _NO_KEY
+    while root is _NO_KEY:
         event = loader.get_event()
-        node: yaml.Node
-        if isinstance(event, yaml.AliasEvent):
-            raise fail("YAML aliases are not accepted", event)
+        value: Any
         if isinstance(event, yaml.ScalarEvent):
             tag = event.tag
             if tag is None or tag == "!":
                 tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
-            node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
-        elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            if tag == _STR:
+                value = event.value
+            elif tag == _MERGE:
+                raise fail("YAML merge keys are not accepted", event)
+            elif tag in constructors:
+                node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+                value = constructors[tag](loader, node)
+            else:
+                raise fail(f"YAML tag {tag!r} is not accepted", event)
+        elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            is_map = isinstance(event, yaml.MappingStartEvent)
+            tag = event.tag
+            if tag not in (None, "!", _MAP if is_map else _SEQ):
+                raise fail(f"YAML tag {tag!r} is not accepted", event)
             if len(stack) >= max_depth:
                 raise fail(f"YAML nested deeper than {max_depth} levels", event)
-            kind: type[yaml.CollectionNode] = (
-                yaml.SequenceNode if isinstance(event, yaml.SequenceStartEvent) else yaml.MappingNode
-            )
-            tag = event.tag
-            if tag is None or tag == "!":
-                tag = loader.resolve(kind, None, event.implicit)
-            node = kind(tag, [], event.start_mark, None, flow_style=event.flow_style)
-        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
-            done = stack.pop()
-            pending.pop()
+            value = {} if is_map else []
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            value = stack.pop()
             keys.pop()
-            done.end_mark = event.end_mark
             if not stack:
-                root = done
+                root = value
             continue
+        elif isinstance(event, yaml.AliasEvent):
+            raise fail("YAML aliases are not accepted", event)
         else:  # pragma: no cover - libyaml emits nothing else inside a document
             raise fail(f"unexpected YAML event {type(event).__name__}", event)
-        if stack:
-            parent = stack[-1]
-            if isinstance(parent, yaml.SequenceNode):
-                parent.value.append(node)
-            elif pending[-1] is None:
-                if isinstance(node, yaml.ScalarNode):
-                    key = (node.tag, node.value)
-                    if key in keys[-1]:
-                        raise fail(f"duplicate key {node.value!r}", event)
-                    keys[-1].add(key)
-                pending[-1] = node
-            else:
-                parent.value.append((pending[-1], node))
-                pending[-1] = None
-        elif isinstance(node, yaml.ScalarNode):
-            root = node
-        if isinstance(node, yaml.CollectionNode):
-            stack.append(node)
-            pending.append(None)
-            keys.append(set())
+        if getattr(event, "anchor", None) is not None:
+            raise fail("YAML anchors are not accepted", event)
+        if isinstance(event, yaml.CollectionStartEvent):
+            if stack:
+                _attach(stack, keys, value, event, fail)  # attached now, filled in as its events arrive
+            stack.append(value)
+            keys.append(_NO_KEY)
+            continue
+        if not stack:
+            root = value
+        else:
+            _attach(stack, keys, value, event, fail)
     end = loader.get_event()  # DocumentEnd
     if not loader.check_event(yaml.StreamEndEvent):
         raise fail("more than one YAML document", end)
     return root
+
+
+_NO_KEY = object()
+
+
+def _attach(stack: list[Any], keys: list[Any], value: Any, event: Any, fail: Any) -> None:
+    parent = stack[-1]
+    if isinstance(parent, list):
+        parent.append(value)
+    elif keys[-1] is _NO_KEY:
+        if isinstance(value, (dict, list)):
+            raise fail("a YAML mapping key that is itself a mapping or sequence", event)
+        if value in parent:
+            raise fail(f"duplicate key {value!r}", event)
+        keys[-1] = value
+    else:
+        parent[keys[-1]] = value
+        keys[-1] = _NO_KEY
 
 
 def load_yaml(
@@ -180,14 +206,17 @@ def load_yaml(
 
     default: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     instance = (loader or default)(data)
+    collecting = gc.isenabled()
+    gc.disable()  # the values built here hold no cycles; collections triggered by their number only cost time
     try:
-        node = _compose(instance, source, max_depth)
-        return None if node is None else instance.construct_document(node)
+        return _build(instance, source, max_depth)
     except RecursionError:  # pragma: no cover - bounded by max_depth; kept so a bug cannot become a traceback
         raise MalformedError(f"{source}: YAML nested too deeply", subject=source) from None
     except (yaml.YAMLError, ValueError, TypeError) as exc:  # construction errors (bad !!int, unhashable key...)
         raise MalformedError(f"{source}: not valid YAML ({exc})", subject=source) from None
     finally:
+        if collecting:
+            gc.enable()
         instance.dispose()
 
 
