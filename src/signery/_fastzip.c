@@ -116,6 +116,16 @@ static int plain_extra(const unsigned char *x, Py_ssize_t len) {
     return 1;
 }
 
+/* A version needed to extract every reader supports (at most 4.5), and a DOS date and time that are zero or
+   possible, as the reference's _check_header_fields requires. */
+static int plain_header(uint16_t need, uint16_t mtime, uint16_t mdate) {
+    if ((need & 0xFFu) > 45) return 0;
+    if (mtime == 0 && mdate == 0) return 1;
+    unsigned day = mdate & 0x1Fu, month = (mdate >> 5) & 0xFu;
+    unsigned sec = (mtime & 0x1Fu) * 2, min = (mtime >> 5) & 0x3Fu, hour = mtime >> 11;
+    return day >= 1 && day <= 31 && month >= 1 && month <= 12 && sec < 60 && min < 60 && hour < 24;
+}
+
 /* Permission bits the reference accepts: no setuid/setgid/sticky, not world-writable, files readable by
    their owner. */
 static int plain_mode(uint32_t mode, int is_dir) {
@@ -270,6 +280,8 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         if (!plain_name(name, nlen)) goto slow;
         if (clen || !plain_extra(name + nlen, xlen)) goto slow;
         if (usize == U32MAX || csize == U32MAX || hoff == U32MAX || disk_start != 0) goto slow;
+        if (!plain_header(rd16(r + 6), rd16(r + 12), rd16(r + 14))) goto slow;
+        if (rd16(r + 36) & ~1u) goto slow; /* internal attributes other than "text" */
         if (flags & (FLAG_ENCRYPTED | FLAG_STRONG | FLAG_MASKED)) goto slow;
         if (method != 0 && method != 8) goto slow;
         if (method == 0 && (flags & FLAG_DATA_DESCRIPTOR)) goto slow;
@@ -277,8 +289,8 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         if ((ext_attr & 0x10u) && !is_dir) goto slow; /* the DOS directory attribute on a file */
         uint32_t mode = (ext_attr >> 16) & 0xFFFFu;
         uint16_t host = rd16(r + 4) >> 8;
-        if (mode && host != 3 && host != 19) goto slow; /* a Unix mode from a host whose modes readers ignore */
-        if (mode && !plain_mode(mode, is_dir)) goto slow;
+        if (mode && host != 3) goto slow; /* a Unix mode from a host whose modes readers ignore */
+        if (mode && (((mode & S_TYPE) == 0 && (mode & 0111u)) || !plain_mode(mode, is_dir))) goto slow;
         if (mode) {
             uint32_t ftype = mode & S_TYPE;
             if (ftype == S_LNK) goto slow;
@@ -303,7 +315,8 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         uint16_t lnlen = rd16(l + 26), lxlen = rd16(l + 28);
         if ((Py_ssize_t)hoff + 30 + lnlen + lxlen > (Py_ssize_t)cd_offset) goto slow;
         if (lnlen != nlen || memcmp(l + 30, name, nlen) != 0) goto slow;
-        if (lmethod != method || (lflags & ~FLAG_DATA_DESCRIPTOR) != (flags & ~FLAG_DATA_DESCRIPTOR)) goto slow;
+        if (lmethod != method || lflags != flags) goto slow;
+        if (!plain_header(rd16(l + 4), rd16(l + 10), rd16(l + 12))) goto slow;
         if (!plain_extra(l + 30 + lnlen, lxlen)) goto slow;
         Py_ssize_t data_offset = (Py_ssize_t)hoff + 30 + lnlen + lxlen;
         Py_ssize_t end = data_offset + csize;

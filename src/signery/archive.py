@@ -491,7 +491,10 @@ _RECORD_SIGNATURE = re.compile(rb"PK(?:\x01\x02|\x03\x04|\x05\x05|\x05\x06|\x06\
 # Extra fields that carry no type, mode, name or link for any mainstream reader (anything else is refused; see
 # docs/formats/archives.md): ZIP64 sizes, NTFS and Unix timestamps, Info-ZIP owner ids, the Unicode Path (checked
 # to name the same file), and the JAR marker.
-_ZIP64_EXTRA, _UNICODE_PATH = 0x0001, 0x7075
+# The Info-ZIP Unicode Path field (0x7075) is not among them: it renames the entry for unzip alone, and even naming
+# the same file it makes unzip refuse archives with data descriptors ("overlapped components"). UTF-8 names carry
+# the UTF-8 flag instead.
+_ZIP64_EXTRA = 0x0001
 _ALLOWED_EXTRA = {
     0x0001: "ZIP64",
     0x000A: "NTFS timestamps",
@@ -499,11 +502,12 @@ _ALLOWED_EXTRA = {
     0x5855: "Info-ZIP Unix (old)",
     0x7855: "Info-ZIP Unix owner",
     0x7875: "Info-ZIP Unix owner ids",
-    0x7075: "Info-ZIP Unicode Path",
     0xCAFE: "JAR marker",
 }
-_UNIX_HOSTS = (3, 19)  # "made by" Unix or OS X: the high 16 bits of the external attributes are a Unix mode
+_UNIX_HOST = 3  # "made by" Unix: the high 16 bits of the external attributes are a Unix mode every reader applies
 _DOS_DIRECTORY = 0x10
+_MAX_VERSION_NEEDED = 45  # 4.5, ZIP64: unzip skips entries needing more than 4.6, zipfile fails above 6.3
+_TEXT_ATTRIBUTE = 0x1  # the only internal attribute allowed: unzip drops execute bits for others (0x4)
 
 
 def _unsafe_comment(data: bytes, what: str, subject: str) -> None:
@@ -584,11 +588,11 @@ def _parse(mm: mmap.mmap, size: int, limits: ArchiveLimits, where: str) -> tuple
         (
             _,
             made_by,
-            _need,
+            need,
             flags,
             method,
-            _t,
-            _d,
+            mtime,
+            mdate,
             crc,
             csize,
             usize,
@@ -596,7 +600,7 @@ def _parse(mm: mmap.mmap, size: int, limits: ArchiveLimits, where: str) -> tuple
             xlen,
             clen,
             disk_start,
-            _ia,
+            int_attr,
             ext_attr,
             hoff,
         ) = _CDH_FMT.unpack_from(mm, p)
@@ -613,7 +617,13 @@ def _parse(mm: mmap.mmap, size: int, limits: ArchiveLimits, where: str) -> tuple
         _unsafe_comment(entry_comment, f"entry {name!r}'s comment", name)
         if disk_start != 0:
             raise UnsafeArchiveError(f"entry {name!r} starts on another disk", subject=name)
-        fields = _parse_extra(extra, raw_name, name, "central directory")
+        _check_header_fields(need, mtime, mdate, name, "central directory")
+        if int_attr & ~_TEXT_ATTRIBUTE:
+            raise UnsafeArchiveError(
+                f"entry {name!r} has internal attributes {int_attr:#06x} (unzip drops execute bits for some)",
+                subject=name,
+            )
+        fields = _parse_extra(extra, name, "central directory")
         usize, csize, hoff = _zip64_sizes(fields.get(_ZIP64_EXTRA), usize, csize, hoff, name)
         if flags & (_FLAG_ENCRYPTED | _FLAG_STRONG_ENCRYPTION | _FLAG_MASKED_HEADERS):
             raise UnsafeArchiveError(f"entry {name!r} is encrypted", subject=name)
@@ -665,7 +675,7 @@ def _entry_mode(made_by: int, ext_attr: int, is_dir: bool, name: str) -> int:
     mode = (ext_attr >> 16) & 0xFFFF
     if not mode:
         return 0
-    if made_by >> 8 not in _UNIX_HOSTS:
+    if made_by >> 8 != _UNIX_HOST:
         raise UnsafeArchiveError(
             f"entry {name!r} has a Unix mode ({oct(mode)}) but was made by host {made_by >> 8}: some readers apply "
             "it, others do not",
@@ -674,6 +684,10 @@ def _entry_mode(made_by: int, ext_attr: int, is_dir: bool, name: str) -> int:
     ftype = stat.S_IFMT(mode)
     if ftype == stat.S_IFLNK:
         raise UnsafeArchiveError(f"entry {name!r} is a symbolic link", subject=name)
+    if ftype == 0 and mode & 0o111:  # Python's zipfile writes 0o600 without a type; that much every reader agrees on
+        raise UnsafeArchiveError(
+            f"entry {name!r} has execute bits without a file type ({oct(mode)}): 7-Zip ignores them", subject=name
+        )
     if ftype not in (0, stat.S_IFREG, stat.S_IFDIR) or (ftype != 0 and (ftype == stat.S_IFDIR) != is_dir):
         raise UnsafeArchiveError(f"entry {name!r} is a special file (mode {oct(mode)})", subject=name)
     check_mode(mode, is_dir, name)
@@ -710,9 +724,27 @@ def _decode_name(raw: bytes, flags: int, where: str) -> str:
     return raw.decode("ascii")
 
 
-def _parse_extra(extra: bytes, raw_name: bytes, name: str, where: str) -> dict[int, bytes]:
+def _check_header_fields(need: int, mtime: int, mdate: int, name: str, where: str) -> None:
+    """The version needed to extract is one every reader supports, and the DOS date and time are zero (unset, as
+    Go writes them) or valid: 7-Zip reports a header error for an impossible date."""
+    if need & 0xFF > _MAX_VERSION_NEEDED:
+        raise UnsafeArchiveError(
+            f"entry {name!r}: {where} needs version {need & 0xFF}/10 to extract (unzip and zipfile stop above 4.5)",
+            subject=name,
+        )
+    if (mtime, mdate) == (0, 0):
+        return
+    day, month = mdate & 0x1F, (mdate >> 5) & 0xF
+    seconds, minutes, hours = (mtime & 0x1F) * 2, (mtime >> 5) & 0x3F, mtime >> 11
+    if not (1 <= day <= 31 and 1 <= month <= 12 and seconds < 60 and minutes < 60 and hours < 24):
+        raise UnsafeArchiveError(
+            f"entry {name!r}: {where} has an impossible DOS date or time ({mdate:#06x} {mtime:#06x})", subject=name
+        )
+
+
+def _parse_extra(extra: bytes, name: str, where: str) -> dict[int, bytes]:
     """The extra-field block as ``{tag: body}``: it must tile exactly, each tag at most once and on the
-    allow-list; a Unicode Path field must name this very entry."""
+    allow-list."""
     fields: dict[int, bytes] = {}
     i = 0
     while i < len(extra):
@@ -731,14 +763,6 @@ def _parse_extra(extra: bytes, raw_name: bytes, name: str, where: str) -> dict[i
             raise UnsafeArchiveError(f"entry {name!r}: {where} repeats extra field {tag:#06x}", subject=name)
         fields[tag] = extra[i + 4 : i + 4 + ln]
         i += 4 + ln
-    upath = fields.get(_UNICODE_PATH)
-    if upath is not None and (
-        len(upath) < 5
-        or upath[0] != 1
-        or struct.unpack_from("<I", upath, 1)[0] != zlib.crc32(raw_name)
-        or upath[5:] != name.encode("utf-8")
-    ):
-        raise UnsafeArchiveError(f"entry {name!r}: its Unicode Path extra field names another file", subject=name)
     return fields
 
 
@@ -778,18 +802,19 @@ def _check_local_header(
     (a local ZIP64 extra parsed and compared), CRC and sizes (zero or equal when a data descriptor follows)."""
     if hoff + _LFH_FMT.size > cd_offset or mm[hoff : hoff + 4] != _LFH:
         raise UnsafeArchiveError(f"entry {name!r}: no local header where the central directory says", subject=name)
-    _, _need, lflags, lmethod, _t, _d, lcrc, lcsize, lusize, lnlen, lxlen = _LFH_FMT.unpack_from(mm, hoff)
+    _, lneed, lflags, lmethod, ltime, ldate, lcrc, lcsize, lusize, lnlen, lxlen = _LFH_FMT.unpack_from(mm, hoff)
+    _check_header_fields(lneed, ltime, ldate, name, "local header")
     lname = bytes(mm[hoff + _LFH_FMT.size : hoff + _LFH_FMT.size + lnlen])
     if lname != raw_name:
         raise UnsafeArchiveError(
             f"entry {name!r}: local header names it {lname.decode('utf-8', 'replace')!r}", subject=name
         )
-    if lmethod != method or (lflags & ~_FLAG_DATA_DESCRIPTOR) != (flags & ~_FLAG_DATA_DESCRIPTOR):
+    if lmethod != method or lflags != flags:  # the data-descriptor bit too: 7-Zip reports a header error
         raise UnsafeArchiveError(f"entry {name!r}: local header disagrees with the central directory", subject=name)
     if hoff + _LFH_FMT.size + lnlen + lxlen > cd_offset:
         raise UnsafeArchiveError(f"entry {name!r}: local header runs into the central directory", subject=name)
     lextra = bytes(mm[hoff + _LFH_FMT.size + lnlen : hoff + _LFH_FMT.size + lnlen + lxlen])
-    lfields = _parse_extra(lextra, raw_name, name, "local header")
+    lfields = _parse_extra(lextra, name, "local header")
     z64 = lfields.get(_ZIP64_EXTRA)
     if lusize == _U32 or lcsize == _U32:
         # APPNOTE 4.5.3: a local ZIP64 extra holds both sizes, uncompressed first.

@@ -1,0 +1,3 @@
+module signery.test/golister
+
+go 1.19
