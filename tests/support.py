@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-VECTORS = ROOT.parent / "shared" / "vectors"
+VECTORS = ROOT / "tests" / "vectors"  # real signed artifacts, with their provenance (tests/vectors/PROVENANCE.md)
 # Names Windows opens as devices whatever their extension; strategies that generate names leave them out.
 WINDOWS_DEVICES = frozenset(["CON", "PRN", "AUX", "NUL"] + [f"{p}{n}" for p in ("COM", "LPT") for n in range(10)])
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -62,8 +62,9 @@ def load_json(
         MalformedError: over ``max_bytes``, not JSON, nested deeper than ``max_depth``, or a duplicate key
             (with ``fold_keys``, also a key equal to another but for case).
     """
-    if max_bytes is not None and len(data) > max_bytes:
-        raise MalformedError(f"{source}: {len(data)} bytes; at most {max_bytes} expected", subject=source)
+    size = len(data.encode()) if isinstance(data, str) else len(data)
+    if max_bytes is not None and size > max_bytes:
+        raise MalformedError(f"{source}: {size} bytes; at most {max_bytes} expected", subject=source)
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
@@ -91,7 +92,7 @@ _SEQ = "tag:yaml.org,2002:seq"
 _MERGE = "tag:yaml.org,2002:merge"
 
 
-def _build(loader: yaml.SafeLoader, source: str, max_depth: int) -> Any:
+def _build(loader: Any, source: str, max_depth: int) -> Any:
     """One document's plain Python value, built iteratively from parser events with every bound applied.
 
     Nothing recurses, so depth is bounded only by ``max_depth``; scalars are resolved and constructed by the
@@ -106,6 +107,7 @@ def _build(loader: yaml.SafeLoader, source: str, max_depth: int) -> Any:
         return MalformedError(f"{source}: {what}{where}", subject=source)
 
     constructors = loader.yaml_constructors
+    resolved: dict[tuple[str, tuple[bool, bool]], str] = {}  # plain scalars repeat: resolve each value once
     loader.get_event()  # StreamStart
     if loader.check_event(yaml.StreamEndEvent):
         return None
@@ -114,18 +116,22 @@ def _build(loader: yaml.SafeLoader, source: str, max_depth: int) -> Any:
     keys: list[Any] = []  # per open mapping: its pending key, or _NO_KEY
     root: Any = _NO_KEY
     while root is _NO_KEY:
-        event = loader.get_event()
+        event: Any = loader.get_event()
         value: Any
         if isinstance(event, yaml.ScalarEvent):
             tag = event.tag
             if tag is None or tag == "!":
-                tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+                key = (event.value, event.implicit)
+                tag = resolved.get(key)
+                if tag is None:
+                    tag = resolved[key] = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
             if tag == _STR:
                 value = event.value
             elif tag == _MERGE:
                 raise fail("YAML merge keys are not accepted", event)
             elif tag in constructors:
-                node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+                start: Any = event.start_mark  # libyaml's own Mark type, which the constructors accept
+                node = yaml.ScalarNode(tag, event.value, start, start, style=event.style)
                 value = constructors[tag](loader, node)
             else:
                 raise fail(f"YAML tag {tag!r} is not accepted", event)
@@ -200,8 +206,9 @@ def load_yaml(
         MalformedError: over ``max_bytes``, not YAML, an alias, a duplicate key, several documents, or nesting
             deeper than ``max_depth``.
     """
-    if max_bytes is not None and len(data) > max_bytes:
-        raise MalformedError(f"{source}: {len(data)} bytes; at most {max_bytes} expected", subject=source)
+    size = len(data.encode()) if isinstance(data, str) else len(data)
+    if max_bytes is not None and size > max_bytes:
+        raise MalformedError(f"{source}: {size} bytes; at most {max_bytes} expected", subject=source)
     import yaml
 
     default: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

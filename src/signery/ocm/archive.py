@@ -4,7 +4,9 @@
 
 Every path inside an archive is checked before use: blob names are single plain file names, tar members are
 regular files or directories without ``..`` or absolute paths, duplicates and links are refused, and sizes and
-counts are bounded.
+counts are bounded. Every descriptor (directory, tar member, CTF layer) is size-checked before it is read and
+parsed once, by :func:`~signery.ocm.descriptor.parse_descriptor`; the CTF's JSON (index, manifests, configs) goes
+through the shared bounded JSON parser, so a hostile archive is ``malformed`` naming the file, never a traceback.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .._fs import atomic_write_bytes, atomic_writer
+from .._internal.parse import load_json
 from ..errors import MalformedError, UnsafeArchiveError, UsageError
 from .descriptor import MAX_DESCRIPTOR_BYTES, Descriptor, parse_descriptor
 
@@ -32,6 +35,7 @@ CTF_REPOSITORY_PREFIX = "component-descriptors/"
 MAX_TAR_MEMBERS = 100_000  # zip/tar bombs: a component archive holds one file per resource
 MAX_INDEX_BYTES = 16 << 20  # an artifact index lists versions; megabytes of it is not a CTF
 MAX_MANIFEST_BYTES = 4 << 20  # an OCI manifest is a few KiB
+MAX_JSON_DEPTH = 16  # index, manifest and config nest three or four levels
 CHUNK = 1 << 20
 
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -133,7 +137,8 @@ class TarComponentArchive:
         self.location = str(self.path)
         self._load()
 
-    def _load(self) -> None:
+    def _load(self, *, parse: bool = True) -> None:
+        """Index the members; with ``parse``, also read and parse the descriptor (once)."""
         path = self.path
         with self.path.open("rb") as fh:
             self._gzip = fh.read(2) == b"\x1f\x8b"
@@ -152,13 +157,18 @@ class TarComponentArchive:
                 self._members[name] = member
             if DESCRIPTOR_FILE not in self._members:
                 raise MalformedError(f"{path}: no {DESCRIPTOR_FILE} in the archive", subject=DESCRIPTOR_FILE)
+            if not parse:
+                return
+            source = f"{path}:{DESCRIPTOR_FILE}"
             info = self._members[DESCRIPTOR_FILE]
             if info.size > MAX_DESCRIPTOR_BYTES:
-                raise MalformedError(f"{path}: descriptor too large", subject=DESCRIPTOR_FILE)
+                raise MalformedError(
+                    f"{source}: descriptor larger than {MAX_DESCRIPTOR_BYTES} bytes ({info.size})", subject=source
+                )
             fh2 = tf.extractfile(info)
             assert fh2 is not None
-            data = fh2.read()
-        self.descriptor = parse_descriptor(data, source=f"{path}:{DESCRIPTOR_FILE}")
+            data = fh2.read(MAX_DESCRIPTOR_BYTES + 1)
+        self.descriptor = parse_descriptor(data, source=source)
 
     def _open(self) -> tarfile.TarFile:
         try:
@@ -195,7 +205,7 @@ class TarComponentArchive:
                 dst.addfile(info, io.BytesIO(data))
             if gz is not None:
                 gz.close()
-        self._load()  # the member table describes the old file; read the new one
+        self._load(parse=False)  # the member table describes the old file; the descriptor is what we wrote
 
 
 @dataclass
@@ -210,14 +220,15 @@ class TransportArchive:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.location = str(self.path)
-        raw = _read_file(self.path / CTF_INDEX, MAX_INDEX_BYTES, "artifact index")
-        try:
-            self._index = json.loads(raw)
-            artifacts = self._index.get("artifacts") or []
-        except (ValueError, AttributeError):
-            raise MalformedError(f"{path}: {CTF_INDEX} is not a JSON artifact index", subject=CTF_INDEX) from None
+        index_path = self.path / CTF_INDEX
+        raw = _read_file(index_path, MAX_INDEX_BYTES, "artifact index")
+        index = load_json(raw, source=str(index_path), max_depth=MAX_JSON_DEPTH)
+        if not isinstance(index, dict):
+            raise MalformedError(f"{index_path} is not a JSON artifact index", subject=str(index_path))
+        self._index: dict[str, Any] = index
+        artifacts = index.get("artifacts") or []
         if not isinstance(artifacts, list):
-            raise MalformedError(f"{path}: {CTF_INDEX} artifacts must be a list", subject=CTF_INDEX)
+            raise MalformedError(f"{index_path}: artifacts must be a list", subject=str(index_path))
         self._artifacts: list[dict[str, Any]] = [a for a in artifacts if isinstance(a, dict)]
 
     def versions(self) -> list[tuple[str, str]]:
@@ -295,19 +306,28 @@ class CtfComponentVersion:
         art = ctf.artifact(i)
         where = f"{ctf.path}:{art.get('repository')}:{art.get('tag')}"
         self.location = where
-        try:
-            self._manifest = json.loads(ctf.read_blob(str(art.get("digest")), MAX_MANIFEST_BYTES))
-            layers = self._manifest["layers"]
-            config = json.loads(ctf.read_blob(self._manifest["config"]["digest"], MAX_MANIFEST_BYTES))
-            layer = config["componentDescriptorLayer"]
-        except (ValueError, KeyError, TypeError):
-            raise MalformedError(f"{where}: not an OCM component version manifest", subject=where) from None
+        manifest = self._json_blob(str(art.get("digest")), where, "manifest")
+        layers, config_ref = manifest.get("layers"), manifest.get("config")
         if not isinstance(layers, list) or not layers:
             raise MalformedError(f"{where}: manifest has no layers", subject=where)
+        if not isinstance(config_ref, dict):
+            raise MalformedError(f"{where}: not an OCM component version manifest (no config)", subject=where)
+        config = self._json_blob(str(config_ref.get("digest")), where, "config")
+        layer = config.get("componentDescriptorLayer")
+        if not isinstance(layer, dict) or not isinstance(layer.get("digest"), str):
+            raise MalformedError(f"{where}: config names no component descriptor layer", subject=where)
+        self._manifest: dict[str, Any] = manifest
         self._layer_media = str(layer.get("mediaType", MEDIA_DESCRIPTOR_TAR))
         data = ctf.read_blob(layer["digest"], MAX_DESCRIPTOR_BYTES * 2)
         self.descriptor = parse_descriptor(_descriptor_from_layer(data, self._layer_media, where), source=where)
-        self._descriptor_digest = layer["digest"]
+        self._descriptor_digest: str = layer["digest"]
+
+    def _json_blob(self, digest: str, where: str, what: str) -> dict[str, Any]:
+        source = f"{where}: {what} {digest}"
+        doc = load_json(self.ctf.read_blob(digest, MAX_MANIFEST_BYTES), source=source, max_depth=MAX_JSON_DEPTH)
+        if not isinstance(doc, dict):
+            raise MalformedError(f"{source}: not a JSON object", subject=source)
+        return doc
 
     def open_blob(self, reference: str) -> Iterator[bytes]:
         path = self.ctf.blob_path(reference if ":" in reference else reference.replace(".", ":", 1))

@@ -5,39 +5,51 @@ it) and its v2-shaped view (what every normalisation starts from).
 YAML is read the way OCM's Go code reads it: timestamps stay strings, fields that Go types as strings become
 strings (``version: 1`` is ``"1"``), and anchors/aliases are refused (a descriptor never needs them, and alias
 expansion is how YAML bombs work).
+
+Every descriptor, wherever it comes from (a file, a component archive directory or tar, a CTF layer), is read by
+:func:`parse_descriptor`: size bounded before anything is parsed, then parsed once by the shared bounded parser
+(:mod:`signery._internal.parse`: libyaml events, no aliases, no duplicate keys, one document, nesting at most
+:data:`MAX_DEPTH`), so every failure is ``malformed`` naming the file. :class:`Descriptor` keeps the same depth
+bound as an invariant (checked when built, and again by every copy), so normalisation never recurses deeper.
 """
 
 from __future__ import annotations
 
-import copy
-import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from .._internal.parse import load_json, load_yaml
 from ..errors import MalformedError, UsageError
 
 SCHEMA_V2 = "v2"
 SCHEMA_V3ALPHA1 = "ocm.software/v3alpha1"
 MAX_DESCRIPTOR_BYTES = 8 << 20  # real descriptors are a few KiB; hundreds of resources stay far below this
 MAX_ELEMENTS = 10_000  # resources, sources, references or signatures per descriptor
-MAX_DEPTH = 64  # nesting of labels/access specs; deeper documents only exist to exhaust the stack
+MAX_DEPTH = 64  # nested mappings/lists (the root is level 1); deeper documents only exist to exhaust the stack
 
 # Fields the Go structs type as strings; YAML scalars there are coerced as sigs.k8s.io/yaml does.
 _ELEMENT_STRING_FIELDS = ("name", "version", "type", "relation", "componentName")
 _DIGEST_FIELDS = ("hashAlgorithm", "normalisationAlgorithm", "value")
+_SCALARS = (str, bool, int, float)
+_CONTAINERS = (dict, list)
+
+if TYPE_CHECKING:
+    _BaseLoader = yaml.SafeLoader
+else:  # libyaml's parser when PyYAML has it: the bounded composer reads its events
+    _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader without the YAML 1.1 timestamp rule: OCM keeps ``creationTime`` as the string it was given."""
+class _Loader(_BaseLoader):
+    """The safe loader without the YAML 1.1 timestamp rule: OCM keeps ``creationTime`` as the string it was given."""
 
 
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
 }
 
 
@@ -66,45 +78,65 @@ def _go_string(value: Any) -> Any:
     return value
 
 
-def _check_depth(value: Any, where: str, depth: int = 0) -> None:
+def _too_deep(where: str, limit: int = MAX_DEPTH) -> MalformedError:
+    return MalformedError(f"{where}: nested more than {limit} levels deep", subject=where)
+
+
+def check_tree(doc: Any, where: str, *, max_depth: int = MAX_DEPTH) -> None:
+    """Refuse, iteratively, what a descriptor cannot hold: nesting beyond ``max_depth`` (the root is level 1, as
+    in the parser), keys that are not strings, values that are not JSON values; ``malformed`` naming ``where``."""
+    if not isinstance(doc, _CONTAINERS):
+        if doc is not None and not isinstance(doc, _SCALARS):
+            raise MalformedError(f"{where}: unsupported value of type {type(doc).__name__}", subject=where)
+        return
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        value, depth = pop()
+        if depth > max_depth:
+            raise _too_deep(where, max_depth)
+        children: Any = value
+        if isinstance(value, dict):
+            for k in value:
+                if not isinstance(k, str):
+                    raise MalformedError(f"{where}: keys must be strings, got {k!r}", subject=where)
+            children = value.values()
+        for v in children:
+            if isinstance(v, _CONTAINERS):
+                push((v, depth + 1))
+            elif v is not None and not isinstance(v, _SCALARS):
+                raise MalformedError(f"{where}: unsupported value of type {type(v).__name__}", subject=where)
+
+
+def clone(value: Any, where: str = "component descriptor", depth: int = 1) -> Any:
+    """A deep copy of a JSON-shaped value (mappings and lists copied, scalars shared: they are immutable).
+
+    Much cheaper than :func:`copy.deepcopy` (no memo, no dispatch), and its recursion is bounded by
+    :data:`MAX_DEPTH` whatever it is given: deeper input is ``malformed`` naming ``where``.
+    """
     if depth > MAX_DEPTH:
-        raise MalformedError(f"{where}: nested more than {MAX_DEPTH} levels deep", subject=where)
+        raise _too_deep(where)
     if isinstance(value, dict):
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise MalformedError(f"{where}: keys must be strings, got {k!r}", subject=where)
-            _check_depth(v, where, depth + 1)
-    elif isinstance(value, list):
-        for v in value:
-            _check_depth(v, where, depth + 1)
-    elif not (value is None or isinstance(value, str | bool | int | float)):
-        raise MalformedError(f"{where}: unsupported value of type {type(value).__name__}", subject=where)
+        return {k: clone(v, where, depth + 1) if isinstance(v, _CONTAINERS) else v for k, v in value.items()}
+    if isinstance(value, list):
+        return [clone(v, where, depth + 1) if isinstance(v, _CONTAINERS) else v for v in value]
+    return value
 
 
 def _parse_bytes(data: bytes, source: str) -> Any:
+    """The one way a descriptor's bytes become a document: bounded in size first, then parsed once."""
     if len(data) > MAX_DESCRIPTOR_BYTES:
-        raise MalformedError(f"{source}: descriptor larger than {MAX_DESCRIPTOR_BYTES} bytes", subject=source)
+        raise MalformedError(
+            f"{source}: descriptor larger than {MAX_DESCRIPTOR_BYTES} bytes ({len(data)} or more)", subject=source
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise MalformedError(f"{source}: descriptor is not UTF-8", subject=source) from None
     stripped = text.lstrip("\ufeff \t\r\n")
     if stripped.startswith("{"):
-        try:
-            return json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            raise MalformedError(f"{source}: not valid JSON: {exc}", subject=source) from None
-    try:
-        for event in yaml.parse(text, Loader=_Loader):
-            if isinstance(event, yaml.AliasEvent):
-                raise MalformedError(f"{source}: YAML aliases are not allowed in a descriptor", subject=source)
-        docs = list(yaml.load_all(text, Loader=_Loader))
-    except yaml.YAMLError as exc:
-        raise MalformedError(f"{source}: not valid YAML: {exc}", subject=source) from None
-    docs = [d for d in docs if d is not None]
-    if len(docs) != 1:
-        raise MalformedError(f"{source}: expected one YAML document, found {len(docs)}", subject=source)
-    return docs[0]
+        return load_json(stripped, source=source, max_depth=MAX_DEPTH)
+    return load_yaml(text, source=source, max_depth=MAX_DEPTH, loader=_Loader)
 
 
 class Descriptor:
@@ -114,7 +146,7 @@ class Descriptor:
         self.source = source
         if not isinstance(doc, dict):
             raise MalformedError(f"{source}: a component descriptor is a mapping", subject=source)
-        _check_depth(doc, source)
+        check_tree(doc, source)
         self.raw: dict[str, Any] = doc
         if "apiVersion" in doc or "kind" in doc:
             if doc.get("apiVersion") != SCHEMA_V3ALPHA1:
@@ -261,23 +293,24 @@ class Descriptor:
     def to_v2(self) -> dict[str, Any]:
         """A deep copy in the v2 JSON shape: ``{"meta": ..., "component": ...}`` (plus signatures)."""
         if self.schema == SCHEMA_V2:
-            return copy.deepcopy(self.raw)
+            doc: dict[str, Any] = clone(self.raw, self.source)
+            return doc
         m = self._meta
         comp: dict[str, Any] = {"name": m["name"], "version": m["version"]}
         for key in ("labels", "provider", "creationTime"):
             if key in m:
-                comp[key] = copy.deepcopy(m[key])
-        comp["repositoryContexts"] = copy.deepcopy(self.raw.get("repositoryContexts"))
-        comp["resources"] = copy.deepcopy(self._spec.get("resources"))
-        comp["sources"] = copy.deepcopy(self._spec.get("sources"))
-        comp["componentReferences"] = copy.deepcopy(self._spec.get("references"))
+                comp[key] = clone(m[key], self.source)
+        comp["repositoryContexts"] = clone(self.raw.get("repositoryContexts"), self.source)
+        comp["resources"] = clone(self._spec.get("resources"), self.source)
+        comp["sources"] = clone(self._spec.get("sources"), self.source)
+        comp["componentReferences"] = clone(self._spec.get("references"), self.source)
         out: dict[str, Any] = {"meta": {"schemaVersion": SCHEMA_V2}, "component": comp}
         if "signatures" in self.raw:
-            out["signatures"] = copy.deepcopy(self.raw["signatures"])
+            out["signatures"] = clone(self.raw["signatures"], self.source)
         return out
 
     def copy(self) -> Descriptor:
-        return Descriptor(copy.deepcopy(self.raw), source=self.source)
+        return Descriptor(clone(self.raw, self.source), source=self.source)
 
     def dump(self) -> bytes:
         """YAML, keys sorted as OCM writes them."""

@@ -10,18 +10,23 @@
 - ``jsonNormalisation/v1``: the "entry list" encoding (every mapping a key-sorted list of one-key mappings) of the
   v2 schema document including ``meta``, without ``sources``, with ``"extraIdentity": null`` forced on resources
   and references, and Go's HTML escaping of ``<``, ``>`` and ``&`` in strings.
+
+Recursion here (copies, JCS, the v1 encoder) follows the document's nesting, which is bounded: a
+:class:`~signery.ocm.descriptor.Descriptor` holds at most ``MAX_DEPTH`` levels (checked when built and by every
+copy, :meth:`~signery.ocm.descriptor.Descriptor.to_v2` included), and a provider given as a JSON string is parsed
+with the same bound.
 """
 
 from __future__ import annotations
 
-import copy
 import json
+from collections import Counter
 from typing import Any
 
 import rfc8785
 
 from ..errors import MalformedError, UsageError
-from .descriptor import SCHEMA_V2, Descriptor
+from .descriptor import MAX_DEPTH, SCHEMA_V2, Descriptor, check_tree, clone
 
 V1 = "jsonNormalisation/v1"
 V2 = "jsonNormalisation/v2"
@@ -50,34 +55,56 @@ def normalise(descriptor: Descriptor, algorithm: str = DEFAULT, *, v1_null_extra
     enforcement; verification tries it as a fallback so old v1 signatures still verify.
     """
     check_algorithm(algorithm, field="algorithm")
-    doc = descriptor.to_v2()
+    if algorithm == V1 and descriptor.schema != SCHEMA_V2:
+        raise UsageError(
+            f"{descriptor.source}: jsonNormalisation/v1 is implemented for schema v2 only; use /v3",
+            subject="normalisationAlgorithm",
+        )
+    doc = descriptor.to_v2()  # a depth-checked copy: everything below recurses at most MAX_DEPTH levels
     comp = doc["component"]
-    if algorithm in (V1, V2):
-        _default_extra_identity_version(comp.get("resources") or [])
-    if algorithm == V1:
-        if descriptor.schema != SCHEMA_V2:
-            raise UsageError(
-                f"{descriptor.source}: jsonNormalisation/v1 is implemented for schema v2 only; use /v3",
-                subject="normalisationAlgorithm",
-            )
-        return _entry_encode(_v1_view(doc, null_extra=v1_null_extra_identity)).encode("utf-8")
-    return rfc8785.dumps({"component": _jcs_component(comp)})  # type: ignore[no-any-return]
+    try:
+        if algorithm in (V1, V2):
+            _default_extra_identity_version(comp.get("resources") or [])
+        if algorithm == V1:
+            return _entry_encode(_v1_view(doc, null_extra=v1_null_extra_identity)).encode("utf-8")
+        return rfc8785.dumps({"component": _jcs_component(comp)})  # type: ignore[no-any-return]
+    except RecursionError:  # pragma: no cover - bounded above; kept so a bug cannot become a traceback
+        raise MalformedError(
+            f"{descriptor.source}: nested too deeply to normalise", subject=descriptor.source
+        ) from None
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in equal exactly when the JSON values are equal (depth already bounded)."""
+    if isinstance(value, dict):
+        return frozenset((k, _frozen(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return value
 
 
 def _default_extra_identity_version(resources: list[Any]) -> None:
-    """OCM's legacy defaulting: a resource whose name and extra identity equal another's gets ``version`` added."""
-    for i, a in enumerate(resources):
+    """OCM's legacy defaulting: a resource whose name and extra identity equal another's gets ``version`` added.
+
+    In order, as Go does it (an earlier resource's defaulted identity is what later ones are compared with), but
+    in linear time: a count of the resources holding each identity replaces the pairwise scan.
+    """
+
+    def identity(item: dict[str, Any]) -> tuple[Any, Any]:
+        return _frozen(item.get("name")), _frozen(item.get("extraIdentity") or {})
+
+    counts = Counter(identity(r) for r in resources if isinstance(r, dict))
+    for a in resources:
         if not isinstance(a, dict):
             continue
-        for j, b in enumerate(resources):
-            if i == j or not isinstance(b, dict) or a.get("name") != b.get("name"):
-                continue
-            if (a.get("extraIdentity") or {}) != (b.get("extraIdentity") or {}):
-                continue
-            extra = dict(a.get("extraIdentity") or {})
-            extra["version"] = a.get("version", "")
-            a["extraIdentity"] = extra
-            break
+        before = identity(a)
+        if counts[before] < 2:  # no other resource holds this identity
+            continue
+        extra = dict(a.get("extraIdentity") or {})
+        extra["version"] = a.get("version", "")
+        a["extraIdentity"] = extra
+        counts[before] -= 1
+        counts[identity(a)] += 1
 
 
 def _labels(value: Any) -> list[Any] | None:
@@ -91,12 +118,35 @@ def _labels(value: Any) -> list[Any] | None:
     return kept or None
 
 
+def _provider_json(value: str) -> Any:
+    """A provider string parsed as JSON (OCM accepts a JSON object there), or None when it is not JSON.
+
+    It sits one level below ``component``, so what it holds may nest ``MAX_DEPTH - 2`` levels, like the rest of
+    the descriptor; deeper is ``malformed`` (never a RecursionError from the decoder or the encoders after it).
+    """
+    try:
+        parsed = json.loads(value)
+    except RecursionError:
+        raise _provider_too_deep() from None
+    except ValueError:
+        return None
+    if isinstance(parsed, dict | list):
+        try:
+            check_tree(parsed, "component.provider", max_depth=MAX_DEPTH - 2)
+        except MalformedError:
+            raise _provider_too_deep() from None
+    return parsed
+
+
+def _provider_too_deep() -> MalformedError:
+    return MalformedError(
+        f"component.provider: JSON nested more than {MAX_DEPTH - 2} levels deep", subject="component.provider"
+    )
+
+
 def _provider(value: Any) -> dict[str, Any]:
     if isinstance(value, str):
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            parsed = None
+        parsed = _provider_json(value)
         value = parsed if isinstance(parsed, dict) else {"name": value}
     if not isinstance(value, dict):
         raise MalformedError("component.provider must be a string or a mapping", subject="component.provider")
@@ -158,7 +208,7 @@ def _jcs_component(comp: dict[str, Any]) -> dict[str, Any]:
             # Go's rule is keyed "references" and never fires here: reference labels stay unfiltered.
             out[key] = [_element(r, (), filter_labels=False) for r in value]
         else:
-            out[key] = copy.deepcopy(value)
+            out[key] = clone(value, "component." + key)
     for key in ("resources", "sources", "componentReferences"):
         out.setdefault(key, [])
     return out
@@ -179,10 +229,7 @@ def _v1_view(doc: dict[str, Any], *, null_extra: bool) -> dict[str, Any]:
             continue
         if key == "provider":
             if isinstance(value, str):
-                try:
-                    parsed = json.loads(value)
-                except ValueError:
-                    parsed = None
+                parsed = _provider_json(value)
                 out[key] = _provider(parsed) if isinstance(parsed, dict) else value
             else:
                 out[key] = _provider(value)
@@ -199,7 +246,7 @@ def _v1_view(doc: dict[str, Any], *, null_extra: bool) -> dict[str, Any]:
                 items.append(el)
             out[key] = items
         else:
-            out[key] = copy.deepcopy(value)
+            out[key] = clone(value, "component." + key)
     out.setdefault("resources", [])
     out.setdefault("componentReferences", [])
     top: dict[str, Any] = {"component": out}

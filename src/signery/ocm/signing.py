@@ -122,7 +122,9 @@ def _closure_digest(
     stack: tuple[str, ...] = (),
 ) -> Descriptor:
     """Check (and with ``update`` fill in) resource and reference digests of ``cv``; return its descriptor."""
-    desc = cv.descriptor if update and not stack else cv.descriptor.copy()
+    # The root is edited in place when signing and only read when verifying; below the root missing digests are
+    # filled in, so those get a working copy.
+    desc = cv.descriptor if not stack else cv.descriptor.copy()
     if desc.identity in stack:
         raise MalformedError(f"reference cycle: {' -> '.join((*stack, desc.identity))}", subject=desc.identity)
     if len(stack) >= MAX_REFERENCE_DEPTH:

@@ -257,7 +257,7 @@ def test_malformed_descriptors_name_the_field(text: bytes, field: str) -> None:
 
 def test_yaml_aliases_are_refused() -> None:
     bomb = b"a: &a [x, x, x]\nb: &b [*a, *a, *a]\nmeta: {schemaVersion: v2}\ncomponent: {name: n, version: v}"
-    with pytest.raises(MalformedError, match="aliases"):
+    with pytest.raises(MalformedError, match=r"anchors|aliases"):
         parse_descriptor(bomb)
 
 
