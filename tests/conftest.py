@@ -29,9 +29,9 @@ __all__ = ["require_tool"]  # older test modules import it from here
 
 @pytest.fixture(scope="session")
 def vectors() -> Path:
-    """``../shared/vectors`` (real signed artifacts from Dify and OCM)."""
+    """``tests/vectors`` (real signed artifacts from Dify and OCM; see tests/vectors/PROVENANCE.md)."""
     if not VECTORS.is_dir():
-        pytest.fail(f"shared vectors not found at {VECTORS}") if IN_CI else pytest.skip("no ../shared/vectors")
+        pytest.fail(f"test vectors not found at {VECTORS}") if IN_CI else pytest.skip("no tests/vectors")
     return VECTORS
 
 

@@ -133,8 +133,8 @@ def _ed25519_raw(pem: bytes, armor: tuple[bytes, bytes], prefix: bytes) -> bytes
     """The 32 key bytes of a plain one-block PEM whose DER is ``prefix`` + 32 bytes; ``None`` for anything else
     (which the full parser then judges)."""
     lines = [line.strip() for line in pem.splitlines()]
-    if len(lines) < 3 or (lines[0], lines[-1]) != armor:
-        return None
+    if len(lines) < 3 or (lines[0], lines[-1]) != armor or not all(lines[1:-1]):
+        return None  # a blank line inside the block is for the full parser to judge (OpenSSL refuses it)
     try:
         der = binascii.a2b_base64(b"".join(lines[1:-1]), strict_mode=True)
     except binascii.Error:

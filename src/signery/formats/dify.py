@@ -55,7 +55,7 @@ DEFAULT_CATEGORY = "langgenius"  # what the daemon assumes for a verified packag
 SUFFIX = ".difypkg"
 
 # The Dify Marketplace ("official") public key, shipped as package data. Provenance: langgenius/dify-plugin-daemon
-# @ bdb5642a, pkg/license/public_key/PUBLIC_KEY.pem, via ../shared/vectors/dify/official-public-key.pem (PEM
+# @ bdb5642a, pkg/license/public_key/PUBLIC_KEY.pem, via tests/vectors/dify/official-public-key.pem (PEM
 # "RSA PUBLIC KEY", PKCS#1, RSA-4096). Dify compiles it into the daemon; rotating it means shipping a new signery.
 OFFICIAL_KEY_RESOURCE = "dify-official-public-key.pem"
 OFFICIAL_KEY_NAME = "dify-marketplace"
