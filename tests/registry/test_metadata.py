@@ -54,9 +54,11 @@ def test_ambiguous_manifests_refused(tmp_path: Path) -> None:
 
 
 def test_yaml_alias_bomb_refused(tmp_path: Path) -> None:
+    # The one manifest reader (signery.package) refuses aliases as malformed, naming the manifest.
     bomb = "a: &a [x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a]\nname: demo\nversion: 1.0.0\n"
-    with pytest.raises(UnsafeArchiveError):
+    with pytest.raises(MalformedError) as err:
         detect_metadata(make_zip(tmp_path / "x.zip", {"manifest.yaml": bomb}))
+    assert err.value.subject == "x.zip:manifest.yaml" and "YAML" in err.value.message
 
 
 def test_zip_traversal_and_duplicates_refused(tmp_path: Path) -> None:
@@ -114,3 +116,46 @@ def test_gzip_bomb_refused(tmp_path: Path) -> None:
     assert path.stat().st_size < (1 << 20)
     with pytest.raises(UnsafeArchiveError):
         detect_metadata(path, name="p", version="1.0.0")
+
+
+def test_non_string_version_refused_naming_field_and_file(tmp_path: Path) -> None:
+    pkg = make_zip(tmp_path / "nginx.zip", {"nginx-1.10/manifest.yml": "name: nginx\nversion: 1.10\n"})
+    with pytest.raises(MalformedError) as err:
+        detect_metadata(pkg)
+    assert err.value.subject == "nginx.zip:nginx-1.10/manifest.yml" and "'version'" in err.value.message
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"manifest.yaml": "name: a\nversion: 1.0.0\n", "plugin.json": '{"id": "b", "version": "1.0.0"}'},
+        {"manifest.yml": "name: a\nversion: 1.0.0\n", "x/manifest.yml": "name: b\nversion: 1.0.0\n"},
+    ],
+)
+def test_two_manifests_are_ambiguous(tmp_path: Path, files: dict[str, bytes | str]) -> None:
+    with pytest.raises(UnsafeArchiveError, match="ambiguous") as err:
+        detect_metadata(make_zip(tmp_path / "x.zip", files))
+    assert all(name in err.value.message for name in files)
+
+
+def test_manifest_one_down_beside_other_top_level_entries_refused(tmp_path: Path) -> None:
+    pkg = make_zip(tmp_path / "x.zip", {"a/manifest.yml": "name: a\nversion: 1.0.0\n", "evil.py": "x"})
+    with pytest.raises(MalformedError) as err:
+        detect_metadata(pkg)
+    assert err.value.subject == "x.zip:a/manifest.yml"
+
+
+def test_second_gzip_member_refused_like_the_installer(tmp_path: Path) -> None:
+    """The registry vets uploads with the installer's tar reader: what Go would read in a second member counts."""
+    import gzip
+    import io
+
+    good = mattermost_bundle(tmp_path, "com.acme.demo", "0.3.0")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        tar.addfile(_info("com.acme.demo/evil", tarfile.SYMTYPE, "/etc/passwd"))
+    evil = tmp_path / "evil.tar.gz"
+    evil.write_bytes(good.read_bytes() + gzip.compress(buf.getvalue()))
+    with pytest.raises(UnsafeArchiveError, match="second gzip member") as err:
+        detect_metadata(evil)
+    assert err.value.subject == "evil.tar.gz"

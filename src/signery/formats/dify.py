@@ -63,7 +63,6 @@ OFFICIAL_KEY_NAME = "dify-marketplace"
 MAX_COMMENT_JSON = 4096  # an RSA-4096 signature is ~684 base64 characters; the ZIP comment itself caps at 64 KiB
 MAX_SIGNATURE_BYTES = 2048  # RSA-16384; anything longer is not a signature
 MAX_VERIFICATION_BYTES = 4096  # {"authorized_category":"community"} is 36 bytes
-MAX_MANIFEST_BYTES = 1 << 20  # real manifests are a few KiB; YAML parsing cost grows with size
 _TIME_RE = re.compile(rb"-?[0-9]{1,19}")
 # DER DigestInfo prefix for SHA-256 (RFC 8017 section 9.2, note 1): what PKCS#1 v1.5 wraps around the digest.
 _SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
@@ -175,22 +174,20 @@ def read_category(archive: ZipArchive) -> tuple[str, bool]:
 
 
 def read_manifest(archive: ZipArchive) -> PluginManifest | None:
-    """``manifest.yaml``'s author, name and version, or ``None`` when the package has no readable manifest."""
-    entry = archive.get("manifest.yaml")
-    if entry is None:
+    """``manifest.yaml``'s author, name and version, or ``None`` when the package has no Dify manifest at its root.
+
+    Read by the one manifest reader (:mod:`signery.package`): bounded, no YAML aliases, string fields only.
+
+    Raises:
+        MalformedError: the manifest cannot be read, or its name, version or author is not a string.
+        UnsafeArchiveError: the package holds several manifests that readers could choose between.
+    """
+    from ..package import manifest_from_zip  # PyYAML takes ~50 ms to import: only a package with a manifest pays
+
+    found = manifest_from_zip(archive)
+    if found is None or found.kind != "dify" or found.root:
         return None
-    from .._internal.parse import load_yaml  # PyYAML takes ~50 ms to import; only needed once a manifest is read
-
-    where = f"{archive.path}:manifest.yaml"
-    doc = load_yaml(archive.read(entry, max_size=MAX_MANIFEST_BYTES), source=where)  # malformed names the file
-    if not isinstance(doc, dict):
-        return None
-
-    def field(key: str) -> str:
-        value = doc.get(key)
-        return str(value).strip() if isinstance(value, str | int | float) and not isinstance(value, bool) else ""
-
-    return PluginManifest(author=field("author"), name=field("name"), version=field("version"))
+    return PluginManifest(author=(found.author or "").strip(), name=found.name.strip(), version=found.version.strip())
 
 
 def _file_digests(
@@ -333,7 +330,10 @@ def verify(
             category_error: str | None = None
         except MalformedError as exc:  # judged only if the signature holds: a changed entry is tampering first
             category, stated, category_error = None, True, exc.message
-        manifest = read_manifest(archive)
+        try:
+            manifest = read_manifest(archive)
+        except MalformedError as exc:  # likewise: a broken manifest of a package that was changed is tampering
+            manifest, category_error = None, category_error or exc.message
         digest = hashlib.sha256(signed_message(archive, parsed.time, progress=progress)).digest()
     claims: dict[str, Any] = {"category": category, "category_stated": stated, "time": parsed.time}
     if manifest is not None:

@@ -7,6 +7,19 @@ a fresh temporary directory beside the target; the old version is moved aside an
 and any failure before the record is committed puts the old version back. Nothing is written outside the
 plugins directory, and a refused install leaves no trace in it.
 
+What a package is (kind, name, version, author) is read by :mod:`signery.package`, the one manifest reader. A
+package whose manifest sits one directory down (``id/plugin.json``) installs that directory's contents.
+
+Modes: a ``.tar.gz`` is signed as whole bytes by its detached OpenPGP signature, so its members' modes are covered
+by the signature and the owner's execute bit is kept (files 0755 when ``u+x``, else 0644; directories 0755; see
+:mod:`signery.host.tarball`, which refuses setuid, setgid, sticky and world-writable modes outright). ZIP packages'
+signatures (native, Dify) cover content digests, not modes, so their files are written 0644 and directories 0755
+whatever exec bit an entry carries.
+
+A refused or interrupted operation leaves no trace: the plugins directory, ``.signery/``, its lock and store
+directory are removed again when this operation created them (the lock file is unlinked while still held, and a
+waiting process that finds its lock file gone starts over).
+
 Layout::
 
     DIR/NAME/                         the plugin's files, exactly the package's entries
@@ -19,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import re
 import secrets
@@ -31,8 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from .. import package as packages  # a module import: signery.package itself imports signery.host.tarball
 from ..archive import ArchiveLimits, ZipArchive, is_zip
 from ..errors import (
     EnvironmentFailure,
@@ -59,10 +70,11 @@ from .records import (
     record_bytes,
     store_root,
 )
-from .tarball import TarLimits, TarListing, extract_tar, scan_tar, write_new_file
+from .tarball import TarLimits, TarListing, extract_tar, make_dirs, scan_tar, write_new_file
 
 _COPY_CHUNK = 1 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
+_LOCK_ATTEMPTS = 20  # a waiting process starts over when the lock's creator failed and removed it
 _SEMVER = re.compile(r"v?(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?")
 _MAX_VERSION = 128  # longer than any real version string
 _EMBEDDED_ONLY = ("dify",)  # formats whose signatures live inside the package, never in a detached file
@@ -104,26 +116,103 @@ class _Identity:
     version: str
     author: str | None
     kind: PackageKind
-    root: str = ""  # for tarballs: the directory inside the bundle that holds plugin.json
+    root: str = ""  # the directory inside the package that holds its manifest ("" at the top)
 
 
 # -- locking and staging ----------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _locked(plugins_dir: Path) -> Iterator[Path]:
-    state = plugins_dir / STATE_DIR
+def _make_missing_dirs(plugins_dir: Path, state: Path) -> list[Path]:
+    """Create ``plugins_dir`` (and missing parents) and ``state``; return the directories this call created."""
+    missing: list[Path] = []
+    d = plugins_dir
+    while not d.exists() and d != d.parent:
+        missing.append(d)
+        d = d.parent
+    created: list[Path] = []
+    for d in reversed(missing):
+        try:
+            os.mkdir(d)
+            created.append(d)
+        except FileExistsError:
+            pass
     try:
-        plugins_dir.mkdir(parents=True, exist_ok=True)
-        state.mkdir(exist_ok=True, mode=0o700)
-        fh = (state / "lock").open("a")
-    except OSError as exc:
-        raise EnvironmentFailure(
-            f"plugins directory {plugins_dir} is not writable: {exc.strerror}", subject=str(plugins_dir)
-        ) from None
-    with fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        os.mkdir(state, 0o700)
+        created.append(state)
+    except FileExistsError:
+        pass
+    return created
+
+
+def _remove_created(created: list[Path]) -> None:
+    for d in reversed(created):
+        with contextlib.suppress(OSError):  # not empty (someone else is using it now) or already gone
+            os.rmdir(d)
+
+
+@contextlib.contextmanager
+def _locked(plugins_dir: Path, *, keep: bool = True) -> Iterator[Path]:
+    """Hold ``DIR/.signery/lock``; yields ``DIR/.signery``.
+
+    What this call created (the plugins directory and its parents, ``.signery/``, the lock file) is removed again
+    when the body raises, and also when it returns if ``keep`` is false (read-only operations). The lock file is
+    unlinked while still held; a process waiting for it notices and starts over on a fresh one.
+    """
+    state = plugins_dir / STATE_DIR
+    lock = state / "lock"
+    flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW
+    for _attempt in range(_LOCK_ATTEMPTS):
+        created: list[Path] = []
+        made_lock = False
+        try:
+            created = _make_missing_dirs(plugins_dir, state)
+            try:
+                fd = os.open(lock, flags | os.O_CREAT | os.O_EXCL, 0o600)
+                made_lock = True
+            except FileExistsError:
+                fd = os.open(lock, flags)
+        except FileNotFoundError:  # a failing process removed a directory it had created: start over
+            _remove_created(created)
+            continue
+        except OSError as exc:
+            _remove_created(created)
+            raise EnvironmentFailure(
+                f"plugins directory {plugins_dir} is not writable: {exc.strerror}", subject=str(plugins_dir)
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(lock, follow_symlinks=False)
+            except FileNotFoundError:
+                current = None
+            held = os.fstat(fd)
+        except BaseException:  # interrupted while waiting: leave nothing behind either
+            if made_lock:
+                with contextlib.suppress(OSError):
+                    os.unlink(lock)
+            os.close(fd)
+            _remove_created(created)
+            raise
+        if current is None or (current.st_dev, current.st_ino) != (held.st_dev, held.st_ino):
+            os.close(fd)  # the file we waited on was removed by its failing creator
+            _remove_created(created)
+            continue
+        break
+    else:
+        raise EnvironmentFailure(f"cannot lock {lock}: it keeps being removed", subject=str(lock))
+    ok = False
+    try:
         yield state
+        ok = True
+    finally:
+        try:
+            if not (ok and keep):
+                if made_lock:
+                    with contextlib.suppress(OSError):
+                        os.unlink(lock)
+                _remove_created(created)
+        finally:
+            os.close(fd)
 
 
 def _copy_bounded(src: Path, dest: Path, *, limit: int) -> tuple[str, int]:
@@ -153,48 +242,25 @@ def _rmtree(path: Path | None) -> None:
 # -- what a package is ------------------------------------------------------------------------------------------
 
 
-def _zip_identity(archive: ZipArchive) -> _Identity:
-    where = str(archive.path)
-    if archive.get("manifest.yaml") is not None:
-        from ..formats.dify import read_manifest
-
-        manifest = read_manifest(archive)
-        if manifest is None or not manifest.name or not manifest.version:
-            raise MalformedError(f"{where}: manifest.yaml lacks a name or version", subject=f"{where}:manifest.yaml")
-        return _Identity(manifest.name, manifest.version, manifest.author or None, "dify")
-    for entry_name in ("manifest.yml", "plugin.json"):
-        entry = archive.get(entry_name)
-        if entry is None:
-            continue
-        data = archive.read(entry, max_size=1 << 20)
-        doc = _parse_manifest(data, entry_name, where)
-        key = "id" if entry_name == "plugin.json" else "name"
-        return _Identity(str(doc.get(key, "")), str(doc.get("version", "")), None, "zip")
-    raise MalformedError(f"{where}: no manifest.yaml, manifest.yml or plugin.json at the top level", subject=where)
-
-
-def _parse_manifest(data: bytes, entry: str, where: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(data) if entry.endswith(".json") else yaml.safe_load(data)
-    except (ValueError, yaml.YAMLError):
-        raise MalformedError(f"{where}: {entry} cannot be parsed", subject=f"{where}:{entry}") from None
-    if not isinstance(doc, dict):
-        raise MalformedError(f"{where}: {entry} is not a mapping", subject=f"{where}:{entry}")
-    return doc
+def _zip_identity(archive: ZipArchive, where: str) -> _Identity:
+    manifest = packages.manifest_from_zip(archive, source=where)
+    if manifest is None:
+        raise MalformedError(
+            f"{where}: no manifest.yaml, manifest.yml or plugin.json at the top level or one directory down",
+            subject=where,
+        )
+    if manifest.kind == "dify":
+        return _Identity(manifest.name, manifest.version, manifest.author, "dify", manifest.root)
+    return _Identity(manifest.name, manifest.version, None, "zip", manifest.root)
 
 
 def _tar_identity(listing: TarListing, where: str) -> _Identity:
-    # Mattermost bundles hold plugin.json at the top or inside one top-level directory (usually the plugin id).
-    tops = {m.name.split("/", 1)[0] for m in listing.members}
-    if "plugin.json" in listing.manifests:
-        root = ""
-    elif len(tops) == 1 and f"{next(iter(tops))}/plugin.json" in listing.manifests:
-        root = next(iter(tops))
-    else:
-        raise MalformedError(f"{where}: no plugin.json at the top of the bundle", subject=where)
-    entry = f"{root}/plugin.json" if root else "plugin.json"
-    doc = _parse_manifest(listing.manifests[entry], entry, where)
-    return _Identity(str(doc.get("id", "")), str(doc.get("version", "")), None, "mattermost", root)
+    # Mattermost bundles hold plugin.json at the top or inside the one top-level directory (usually the plugin id).
+    manifest = packages.manifest_from_tar(listing, source=where)
+    if manifest is None or manifest.kind != "mattermost":
+        found = f" ({manifest.entry} is not a Mattermost manifest)" if manifest is not None else ""
+        raise MalformedError(f"{where}: no plugin.json at the top of the bundle{found}", subject=where)
+    return _Identity(manifest.name, manifest.version, None, "mattermost", manifest.root)
 
 
 def version_key(text: str) -> tuple[Any, ...] | None:
@@ -305,8 +371,10 @@ def install_package(
         raise UsageError(f"{package} does not exist or is not a file", subject=str(package))
     stage = on_stage or (lambda _s: None)
     with _locked(plugins_dir) as state:
+        store_existed = store_root(plugins_dir).exists()
         staging = Path(tempfile.mkdtemp(prefix="staging-", dir=state))
         tree_tmp: Path | None = None
+        committed = False
         try:
             staged = staging / _safe_file_name(package.name, "package")
             sha256, size = _copy_bounded(package, staged, limit=limits.max_package_bytes)
@@ -323,11 +391,17 @@ def install_package(
                 staged_sigs.append(dest)
             listing: TarListing | None = None
             if is_tar:
-                listing = scan_tar(staged, limits=limits.tar())
+                listing = scan_tar(
+                    staged,
+                    limits=limits.tar(),
+                    capture=packages.is_manifest_path,
+                    capture_max=packages.MAX_MANIFEST_BYTES,
+                    source=str(package),
+                )
                 ident = _tar_identity(listing, str(package))
             elif is_zip(staged):
                 with ZipArchive.open(staged, limits=limits.archive()) as archive:
-                    ident = _zip_identity(archive)
+                    ident = _zip_identity(archive, str(package))
             else:
                 raise MalformedError(f"{package} is neither a ZIP package nor a .tar.gz bundle", subject=str(package))
             name = check_plugin_name(ident.name, source=f"{package} (plugin name)")
@@ -349,10 +423,11 @@ def install_package(
             stage("verified")
 
             tree_tmp = Path(tempfile.mkdtemp(prefix=f".{name}.new-", dir=plugins_dir))
+            os.chmod(tree_tmp, 0o755)  # noqa: S103 - a plugin directory like any other (mkdtemp makes 0700)
             if listing is not None:
-                files = extract_tar(staged, tree_tmp, listing, root=ident.root)
+                files = extract_tar(staged, tree_tmp, listing, root=ident.root, source=str(package))
             else:
-                files = _extract_zip(staged, tree_tmp, limits)
+                files = _extract_zip(staged, tree_tmp, limits, root=ident.root)
             stage("extracted")
 
             signer = _signer(result)
@@ -379,10 +454,14 @@ def install_package(
             write_new_file(staging / RECORD_FILE, [record_bytes(record)])
             _commit(plugins_dir, name, tree_tmp, staging, stage)
             tree_tmp = None
+            committed = True
             return record
         finally:
             _rmtree(tree_tmp)
             _rmtree(staging if staging.exists() else None)
+            if not committed and not store_existed:
+                with contextlib.suppress(OSError):  # created by a commit that was rolled back
+                    os.rmdir(store_root(plugins_dir))
 
 
 def _head(path: Path) -> bytes:
@@ -441,16 +520,23 @@ def _check_upgrade(
         )
 
 
-def _extract_zip(package: Path, dest: Path, limits: HostLimits) -> dict[str, str]:
+def _extract_zip(package: Path, dest: Path, limits: HostLimits, *, root: str = "") -> dict[str, str]:
+    """Write the package's entries under ``root`` into ``dest``: files 0644 (ZIP signatures do not cover modes, so
+    an entry's exec bit is not applied), directories 0755."""
     files: dict[str, str] = {}
+    prefix = f"{root}/" if root else ""
     with ZipArchive.open(package, limits=limits.archive()) as archive:
         for entry in archive.entries:
-            target = dest.joinpath(*entry.name.rstrip("/").split("/"))
+            name = entry.name.rstrip("/")
+            if name == root or not name.startswith(prefix):
+                continue  # only the root itself: the manifest reader made sure everything else lies under it
+            rel = name[len(prefix) :]
+            parts = rel.split("/")
             if entry.is_dir:
-                target.mkdir(parents=True, exist_ok=True)
+                make_dirs(dest, parts)
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            files[entry.name] = write_new_file(target, archive.iter_chunks(entry), executable=bool(entry.mode & 0o111))
+            parent = make_dirs(dest, parts[:-1])
+            files[rel] = write_new_file(parent / parts[-1], archive.iter_chunks(entry), executable=False)
     return files
 
 
@@ -598,7 +684,9 @@ def check_installed(
     """Re-verify every installed plugin against its record (kept package, installed files) and current policy."""
     plugins_dir = Path(plugins_dir).absolute()
     records = list_records(plugins_dir)
-    with _locked(plugins_dir):
+    if not records:
+        return []
+    with _locked(plugins_dir, keep=False):  # a check leaves nothing behind that was not there
         out: list[CheckOutcome] = []
         for r in records:
             try:

@@ -156,10 +156,16 @@ def read_record(plugins_dir: Path, name: str) -> InstallRecord | None:
 
 
 def list_records(plugins_dir: Path) -> list[InstallRecord]:
-    """Every installed plugin's record, by name."""
+    """Every installed plugin's record, by name.
+
+    A plugins directory that does not exist holds no plugins (a refused first install leaves none behind); a path
+    that exists but is not a directory is a usage error.
+    """
     root = store_root(plugins_dir)
+    if not Path(plugins_dir).exists():
+        return []
     if not Path(plugins_dir).is_dir():
-        raise UsageError(f"plugins directory {plugins_dir} does not exist", subject=str(plugins_dir))
+        raise UsageError(f"plugins directory {plugins_dir} is not a directory", subject=str(plugins_dir))
     if not root.is_dir():
         return []
     out = []

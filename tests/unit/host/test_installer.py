@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import stat
 import tarfile
 import zipfile
@@ -74,11 +75,14 @@ def signed(tmp_path: Path, key: rsa.RSAPrivateKey, **kw: str) -> Path:
 
 
 def only_state(plugins: Path) -> list[str]:
-    """Everything in the plugins directory, relative; after a refusal only the lock file may exist."""
+    """Everything in the plugins directory, relative; a refused install into a new directory leaves not even the
+    directory (checked by the callers that compare with :data:`NOTHING`)."""
+    if not plugins.exists():
+        return []
     return sorted(p.relative_to(plugins).as_posix() for p in plugins.rglob("*"))
 
 
-NOTHING = [".signery", ".signery/lock"]
+NOTHING: list[str] = []  # no plugins directory, no .signery/, no lock, no staging file
 
 
 # -- the policy at install time --------------------------------------------------------------------------------------
@@ -607,3 +611,243 @@ def test_hostile_member_names_never_escape(tmp_path_factory: pytest.TempPathFact
     for p in plugins.rglob("*"):
         assert not p.is_symlink()
         assert p.resolve().is_relative_to(plugins.resolve())
+
+
+# -- modes: what the signature covers decides what is applied ---------------------------------------------------------
+
+
+def _modes(root: Path) -> dict[str, int]:
+    return {p.relative_to(root).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in [root, *root.rglob("*")]}
+
+
+def test_tar_modes_keep_the_owner_exec_bit_only(tmp_path: Path, plugins: Path) -> None:
+    bundle = make_bundle(tmp_path / "b.tar.gz", extra=[_member("com.example.demo/tool.sh", size=3)])
+    record = install_package(bundle, plugins_dir=plugins, policy=LAX, trust=TrustSet(), allow_unverified=True)
+    modes = _modes(plugins / record.name)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    expect = {
+        ".": 0o755,
+        "plugin.json": 0o644,
+        "server": 0o755,
+        "server/dist": 0o755,
+        "server/dist/plugin-linux-amd64": 0o755,  # 0755 in the signed bytes
+        "tool.sh": 0o644,  # 0644 in the signed bytes
+    }
+    assert modes == {k: v & ~umask for k, v in expect.items()}
+
+
+def test_zip_exec_bits_are_not_applied(tmp_path: Path, plugins: Path) -> None:
+    pkg = tmp_path / "x.difypkg"
+    with zipfile.ZipFile(pkg, "w") as zf:
+        zf.writestr("manifest.yaml", "version: 1.0.0\nauthor: acme\nname: hello\n")
+        exe = zipfile.ZipInfo("bin/run")
+        exe.create_system, exe.external_attr = 3, (stat.S_IFREG | 0o755) << 16
+        zf.writestr(exe, b"#!/bin/sh\n")
+    install_package(pkg, plugins_dir=plugins, policy=LAX, trust=TrustSet(), allow_unverified=True)
+    modes = _modes(plugins / "hello")
+    assert modes["bin/run"] & 0o111 == 0 and modes["bin"] & 0o700 == 0o700
+
+
+def test_a_zip_with_its_manifest_one_directory_down_installs_that_directory(tmp_path: Path, plugins: Path) -> None:
+    pkg = tmp_path / "acme-tools-1.0.0.zip"
+    with zipfile.ZipFile(pkg, "w") as zf:
+        zf.writestr("acme-tools/plugin.json", json.dumps({"id": "acme-tools", "version": "1.0.0"}))
+        zf.writestr("acme-tools/server.py", b"print()\n")
+    record = install_package(pkg, plugins_dir=plugins, policy=LAX, trust=TrustSet(), allow_unverified=True)
+    assert sorted(record.files) == ["plugin.json", "server.py"]
+    assert (plugins / "acme-tools" / "server.py").is_file()
+    assert all(o.ok for o in check_installed(plugins, policy=LAX, trust=TrustSet()))
+
+
+# -- the one tar reader, through the installer -------------------------------------------------------------------------
+
+
+def test_a_second_gzip_member_is_refused_naming_the_package(tmp_path: Path, plugins: Path) -> None:
+    import gzip
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tf:
+        tf.addfile(_member("com.example.demo/passwd", tarfile.SYMTYPE, linkname="/etc/passwd"))
+    bundle = make_bundle(tmp_path / "b.tar.gz")
+    bundle.write_bytes(bundle.read_bytes() + gzip.compress(raw.getvalue()))
+    with pytest.raises(UnsafeArchiveError, match="second gzip member") as e:
+        install_package(bundle, plugins_dir=plugins, policy=LAX, trust=TrustSet(), allow_unverified=True)
+    assert e.value.subject == str(bundle)
+    assert not plugins.exists()
+
+
+@pytest.mark.parametrize("mode", [0o4755, 0o2755, 0o666, 0o000])
+def test_unsafe_tar_modes_are_refused(tmp_path: Path, plugins: Path, mode: int) -> None:
+    info = _member("com.example.demo/bad")
+    info.mode = mode
+    bundle = make_bundle(tmp_path / "m.tar.gz", extra=[info])
+    with pytest.raises(UnsafeArchiveError) as e:
+        install_package(bundle, plugins_dir=plugins, policy=LAX, trust=TrustSet(), allow_unverified=True)
+    assert e.value.subject == "com.example.demo/bad"
+    assert not plugins.exists()
+
+
+def test_truncated_gzip_header_is_malformed(tmp_path: Path, plugins: Path) -> None:
+    gz = tmp_path / "cut.tar.gz"
+    gz.write_bytes(b"\x1f\x8b\x08\x08\x00\x00\x00\x00\x00\x03name")
+    with pytest.raises(MalformedError) as e:
+        install_package(gz, plugins_dir=plugins, policy=LAX, trust=TrustSet(), allow_unverified=True)
+    assert e.value.subject == str(gz) and "truncated" in e.value.message
+
+
+def test_deeply_nested_plugin_json_is_malformed_naming_it(tmp_path: Path, plugins: Path) -> None:
+    deep = b'{"id": "x", "version": "1.0.0", "a": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    bundle = tmp_path / "deep.tar.gz"
+    with tarfile.open(bundle, "w:gz") as tf:
+        info = tarfile.TarInfo("x/plugin.json")
+        info.size = len(deep)
+        tf.addfile(info, io.BytesIO(deep))
+    with pytest.raises(MalformedError) as e:
+        install_package(bundle, plugins_dir=plugins, policy=LAX, trust=TrustSet(), allow_unverified=True)
+    assert e.value.subject == f"{bundle}:x/plugin.json"
+
+
+# -- a refused or interrupted install leaves no trace ------------------------------------------------------------------
+
+
+def test_refused_install_into_a_new_directory_leaves_nothing(tmp_path: Path, key: rsa.RSAPrivateKey) -> None:
+    plugins = tmp_path / "deep" / "er" / "plugins"
+    with pytest.raises(VerificationError):
+        install_package(make_dify(tmp_path / "u.difypkg"), plugins_dir=plugins, policy=FORCED, trust=TrustSet())
+    assert not (tmp_path / "deep").exists()
+    with pytest.raises(UnsafeArchiveError):
+        install_package(
+            ZIP_ATTACKS["symlink"](tmp_path / "s.difypkg"),
+            plugins_dir=plugins,
+            policy=LAX,
+            trust=TrustSet(),
+            allow_unverified=True,
+        )
+    assert not (tmp_path / "deep").exists()
+
+
+def test_refused_install_into_an_existing_directory_leaves_it_as_it_was(tmp_path: Path) -> None:
+    plugins = tmp_path / "plugins"
+    (plugins / "other-plugin").mkdir(parents=True)
+    (plugins / "other-plugin" / "plugin.json").write_text("{}")
+    before = only_state(plugins)
+    for pkg in (make_dify(tmp_path / "u.difypkg"), make_bundle(tmp_path / "b.tar.gz")):
+        with pytest.raises(VerificationError):
+            install_package(pkg, plugins_dir=plugins, policy=FORCED, trust=TrustSet())
+        assert only_state(plugins) == before  # no .signery/, no lock, no staging, no .NAME.new-*
+
+
+@pytest.mark.parametrize("stage", ["staged", "verified", "extracted", "swapped", "recorded"])
+def test_interrupted_first_install_leaves_nothing(
+    tmp_path: Path, plugins: Path, key: rsa.RSAPrivateKey, trust: TrustSet, stage: str
+) -> None:
+    def fail_at(s: str) -> None:
+        if s == stage:
+            raise KeyboardInterrupt(s)
+
+    with pytest.raises(KeyboardInterrupt):
+        install_package(signed(tmp_path, key), plugins_dir=plugins, policy=FORCED, trust=trust, on_stage=fail_at)
+    assert not plugins.exists()
+    # The same into a plugins directory that holds signery's state already, but no store yet.
+    (plugins / ".signery").mkdir(parents=True)
+    with pytest.raises(KeyboardInterrupt):
+        install_package(signed(tmp_path, key), plugins_dir=plugins, policy=FORCED, trust=trust, on_stage=fail_at)
+    assert only_state(plugins) == [".signery"]
+
+
+def test_check_and_remove_leave_nothing_behind(tmp_path: Path, plugins: Path) -> None:
+    plugins.mkdir()
+    assert check_installed(plugins, policy=LAX, trust=TrustSet()) == []
+    with pytest.raises(UsageError, match="not installed"):
+        remove_plugin(plugins, "hello")
+    assert only_state(plugins) == []
+    with pytest.raises(UsageError):
+        remove_plugin(tmp_path / "nowhere", "hello")
+    assert not (tmp_path / "nowhere").exists()
+    assert list_installed(tmp_path / "nowhere") == []
+
+
+def test_a_waiting_install_survives_the_lock_holder_cleaning_up(tmp_path: Path, plugins: Path) -> None:
+    """The first install holds the lock in a new plugins directory, fails, and removes directory and lock file;
+    the second, blocked on the lock meanwhile, starts over on a fresh lock and installs."""
+    import threading
+    import time
+
+    holding = threading.Event()
+    release = threading.Event()
+
+    def hold_then_fail(s: str) -> None:
+        if s == "staged":
+            holding.set()
+            release.wait(10)
+            raise Interrupt("first")
+
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            install_package(
+                make_dify(tmp_path / "a.difypkg", version="1.0.0"),
+                plugins_dir=plugins,
+                policy=LAX,
+                trust=TrustSet(),
+                allow_unverified=True,
+                on_stage=hold_then_fail,
+            )
+        except Interrupt:
+            pass
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    records = []
+
+    def second() -> None:
+        records.append(
+            install_package(
+                make_dify(tmp_path / "b.difypkg", version="2.0.0"),
+                plugins_dir=plugins,
+                policy=LAX,
+                trust=TrustSet(),
+                allow_unverified=True,
+            )
+        )
+
+    t1 = threading.Thread(target=first)
+    t1.start()
+    assert holding.wait(10)
+    t2 = threading.Thread(target=second)
+    t2.start()
+    time.sleep(0.3)  # the second install is now blocked on the lock
+    assert not records
+    release.set()
+    t1.join(10)
+    t2.join(10)
+    assert not errors and [r.version for r in records] == ["2.0.0"]
+    assert list_installed(plugins)[0].version == "2.0.0"
+    assert only_state(plugins)[:2] == [".signery", ".signery/lock"]
+
+
+# -- the YAML alias bomb: refused before any signature is looked at ----------------------------------------------------
+
+
+@pytest.mark.parametrize("entry", ["manifest.yml", "manifest.yaml"])
+def test_yaml_alias_bomb_is_refused_quickly_with_bounded_memory(tmp_path: Path, plugins: Path, entry: str) -> None:
+    import resource
+    import time
+
+    levels = ["a: &a [x,x,x,x,x,x,x,x,x]"] + [
+        f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]" for i in range(9)
+    ]
+    pkg = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(pkg, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(entry, "\n".join(levels) + "\nname: demo\nversion: 1.0.0\n")
+    assert pkg.stat().st_size < 1000  # 9**10 strings once expanded
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start = time.monotonic()
+    with pytest.raises(MalformedError) as e:
+        install_package(pkg, plugins_dir=plugins, policy=FORCED, trust=TrustSet())
+    assert time.monotonic() - start < 0.5
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss < 50 << 10  # KiB: under 50 MiB more
+    assert e.value.reason is Reason.MALFORMED and e.value.subject == f"{pkg}:{entry}"
+    assert not plugins.exists()
