@@ -8,8 +8,10 @@ rather than an imagined one; the set of fooled readers is asserted where the rev
 
 from __future__ import annotations
 
+import gzip
 import stat
 import struct
+import tarfile
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -178,3 +180,45 @@ def test_what_signery_accepts_every_reader_reads_alike(tmp_path: Path, case: str
     with ZipArchive.open(path):
         pass  # accepted
     assert_all_agree(path, tmp_path, "zip", signery_listing(path, "zip"))
+
+
+# -- .tar.gz ------------------------------------------------------------------------------------------------------
+
+
+def _tar_member(name: str, data: bytes | None = None, *, kind: bytes = tarfile.REGTYPE, link: str = "") -> bytes:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode, info.mtime = kind, link, 0o755 if data is None else 0o644, 1_700_000_000
+    if data is None:
+        info.type = tarfile.DIRTYPE
+    info.size = len(data or b"")
+    return info.tobuf(format=tarfile.USTAR_FORMAT) + (data or b"") + b"\0" * (-len(data or b"") % 512)
+
+
+def _bundle(*members: bytes) -> bytes:
+    return b"".join(members) + b"\0" * 1024
+
+
+BUNDLE = _bundle(
+    _tar_member("com.example.demo/"),
+    _tar_member("com.example.demo/plugin.json", b'{"id": "com.example.demo", "version": "1.0.0"}'),
+    _tar_member("com.example.demo/server/main.py", b"print('signed')\n"),
+)
+
+
+def test_a_second_gzip_member_is_refused_though_go_gnu_tar_and_bsdtar_read_it(tmp_path: Path) -> None:
+    # Item 6: the installer's old reader stopped at the first member; Go (Mattermost), GNU tar and bsdtar go on.
+    second = _bundle(_tar_member("com.example.demo/server/evil", kind=tarfile.SYMTYPE, link="/etc/passwd"))
+    path = tmp_path / "two.tar.gz"
+    path.write_bytes(gzip.compress(BUNDLE[:-1024], mtime=0) + gzip.compress(second, mtime=0))
+    with pytest.raises(SigneryError, match="gzip member"):
+        signery_listing(path, "tar")
+    results = read_all(path, tmp_path, "tar")
+    for reader in ("go-tar", "gnutar", "bsdtar"):
+        got = results[reader]
+        assert not isinstance(got, ReaderFailed) and any(e.name.endswith("/evil") for e in got), (reader, got)
+
+
+def test_what_signery_accepts_every_tar_reader_reads_alike(tmp_path: Path) -> None:
+    path = tmp_path / "plugin.tar.gz"
+    path.write_bytes(gzip.compress(BUNDLE, mtime=0))
+    assert_all_agree(path, tmp_path, "tar", signery_listing(path, "tar"))
