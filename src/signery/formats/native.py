@@ -1,10 +1,15 @@
 """signery's native signature format: DSSE envelopes around in-toto Statements over every file of a package.
 
 A signature is a DSSE envelope (payloadType ``application/vnd.in-toto+json``) whose payload is an in-toto
-Statement v1 in RFC 8785 canonical JSON. Its subjects are every file of the package in package order (ZIP
-central-directory order, or sorted paths for a directory), each with its digest; the predicate records when and
-by which key it was signed, and the signer's claims (name, version, category...). Several independent envelopes
-can sit on one package; adding one never touches another.
+Statement v1 in RFC 8785 canonical JSON. Its subjects are every file of the package, each with its digest, sorted
+by the UTF-8 bytes of the file's name; the predicate records when and by which key it was signed, and the signer's
+claims (name, version, category...). Several independent envelopes can sit on one package; adding one never
+touches another.
+
+What is signed is the package's files as a mapping of name to digest, not its container: a ZIP re-made by any
+archiver, in any entry order and with any compression method, verifies as long as every file is the same (the
+point of content addressing). Statements written before subjects were sorted list them in central-directory
+order; they verify too, as does any order another implementation writes.
 
 Where signatures live:
 
@@ -17,233 +22,45 @@ The byte-level specification is ``docs/formats/native.md``.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import os
 import re
 import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from .._fs import atomic_writer
-from .._internal.parse import load_json
 from ..archive import ZipArchive, _fastzip, check_entry_name, is_zip, rewrite_zip
-from ..digests import DEFAULT_DIGEST, DIGEST_ALGORITHMS, check_algorithm, hash_file
+from ..digests import DEFAULT_DIGEST, check_algorithm, hash_file
 from ..errors import MalformedError, Reason, SigneryError, UnsafeArchiveError, UsageError
 from ..keys import Signer, algorithm_name, verify_signature
 from ..result import SignatureCheck, VerificationResult
 from ..trust import TrustedKey, TrustSet
+from ._native_statement import DOCUMENT_MEDIA_TYPE as DOCUMENT_MEDIA_TYPE
+from ._native_statement import MAX_DOCUMENT_BYTES as MAX_DOCUMENT_BYTES
+from ._native_statement import MAX_ENVELOPES as MAX_ENVELOPES
+from ._native_statement import MAX_SIGS_PER_ENVELOPE as MAX_SIGS_PER_ENVELOPE
+from ._native_statement import PAYLOAD_TYPE as PAYLOAD_TYPE
+from ._native_statement import PREDICATE_TYPE as PREDICATE_TYPE
+from ._native_statement import STATEMENT_TYPE as STATEMENT_TYPE
+from ._native_statement import Envelope as Envelope
+from ._native_statement import SignatureDocument as SignatureDocument
+from ._native_statement import Statement as Statement
+from ._native_statement import Subject as Subject
+from ._native_statement import canonical_order as canonical_order
+from ._native_statement import document_limit as document_limit
+from ._native_statement import iso as _iso
+from ._native_statement import pae as pae
 
 NAME = "native"
-PAYLOAD_TYPE = "application/vnd.in-toto+json"
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
-PREDICATE_TYPE = "https://signery.dev/package-signature/v1"
-DOCUMENT_MEDIA_TYPE = "application/vnd.signery.signatures.v1+json"
 RESERVED_ENTRY = ".signery/signatures.json"
 DETACHED_SUFFIX = ".signery.json"
-
-MAX_ENVELOPES = 16  # more independent signatures than any real release process makes
-# A document's size is bounded by what the package can need before a byte of it is inflated or parsed: per
-# envelope, a few KiB of signatures and predicate plus the base64 of one subject per file. A signature entry of a
-# small plugin that inflates to 64 MiB is refused at its declared size (the review's memory amplification).
-_ENVELOPE_OVERHEAD = 16 << 10  # keyids, signatures (an RSA-4096 or ML-DSA one is a few KiB), predicate, claims
-_SUBJECT_OVERHEAD = 200  # {"digest":{"sha512":"<128 hex>"},"name":""} and a separator
-MAX_DOCUMENT_BYTES = 256 << 20  # the absolute ceiling (a detached document of a 100,000-file package is ~20 MB)
-_DOCUMENT_KEYS = frozenset({"mediaType", "envelopes"})
-_ENVELOPE_KEYS = frozenset({"payloadType", "payload", "signatures"})
-_SIGNATURE_KEYS = frozenset({"keyid", "sig"})
-
-
-def document_limit(names: Iterable[str]) -> int:
-    """The largest signature document a package with these file names can need (``MAX_ENVELOPES`` envelopes)."""
-    subjects = sum(len(n.encode()) + _SUBJECT_OVERHEAD for n in names)
-    return min(MAX_DOCUMENT_BYTES, MAX_ENVELOPES * (_ENVELOPE_OVERHEAD + (subjects + 1024) * 4 // 3))
-MAX_SIGS_PER_ENVELOPE = 16
 MAX_CLAIMS = 64  # claims are a handful of short facts, not a data store
 MAX_CLAIM_LEN = 1024
 MAX_DIR_FILES = 100_000  # the same bound as ZIP entries
-
-
-# -- the model -----------------------------------------------------------------------------------------------------
-
-
-class Subject(NamedTuple):
-    """One file of a package: its normalised relative path and digests (hex, by algorithm)."""
-
-    name: str
-    digest: Mapping[str, str]
-
-
-@dataclass(frozen=True)
-class Statement:
-    """A parsed, validated in-toto Statement as signery writes it."""
-
-    subjects: tuple[Subject, ...]
-    signed_at: datetime
-    key_id: str
-    digest_algorithm: str
-    package_kind: str
-    claims: Mapping[str, str] = field(default_factory=dict)
-
-    def to_payload(self) -> bytes:
-        doc: dict[str, Any] = {
-            "_type": STATEMENT_TYPE,
-            "subject": [{"name": s.name, "digest": dict(s.digest)} for s in self.subjects],
-            "predicateType": PREDICATE_TYPE,
-            "predicate": {
-                "signedAt": _iso(self.signed_at),
-                "keyId": self.key_id,
-                "digestAlgorithm": self.digest_algorithm,
-                "packageKind": self.package_kind,
-                "claims": dict(self.claims),
-            },
-        }
-        import rfc8785  # only signing writes statements; verification never needs it
-
-        return bytes(rfc8785.dumps(doc))  # type: ignore[arg-type,unused-ignore]
-
-    @classmethod
-    def from_payload(cls, payload: bytes) -> Statement:
-        try:
-            doc = json.loads(payload)
-        except (ValueError, RecursionError) as exc:
-            raise MalformedError(f"statement is not JSON: {exc}") from None
-        if not isinstance(doc, dict) or doc.get("_type") != STATEMENT_TYPE:
-            raise MalformedError("payload is not an in-toto Statement v1")
-        if doc.get("predicateType") != PREDICATE_TYPE:
-            raise MalformedError(f"unknown predicate type {doc.get('predicateType')!r}")
-        pred = doc.get("predicate")
-        subjects = doc.get("subject")
-        if not isinstance(pred, dict) or not isinstance(subjects, list):
-            raise MalformedError("statement lacks a predicate or subjects")
-        alg = pred.get("digestAlgorithm")
-        if alg not in DIGEST_ALGORITHMS:
-            raise MalformedError(f"unsupported digest algorithm {alg!r}")
-        try:  # the common case in one pass (a package may have 100,000 files); the loop below explains failures
-            pairs = [(s["name"], s["digest"][alg]) for s in subjects]
-            valid = all(type(n) is str and type(v) is str for n, v in pairs)
-        except (TypeError, KeyError):
-            valid = False
-        if not valid:
-            _explain_subjects(subjects, alg)
-        new = tuple.__new__
-        parsed = [new(Subject, (n, {alg: v})) for n, v in pairs]
-        claims = pred.get("claims", {})
-        if not isinstance(claims, dict) or not all(isinstance(v, str) for v in claims.values()):
-            raise MalformedError("claims must be an object of strings")
-        try:
-            signed_at = datetime.fromisoformat(str(pred.get("signedAt")).replace("Z", "+00:00"))
-        except ValueError:
-            raise MalformedError("statement has no valid signedAt time") from None
-        return cls(
-            subjects=tuple(parsed),
-            signed_at=signed_at,
-            key_id=str(pred.get("keyId", "")),
-            digest_algorithm=alg,
-            package_kind=str(pred.get("packageKind", "")),
-            claims=claims,
-        )
-
-
-def _explain_subjects(subjects: list[Any], alg: str) -> None:
-    """Raise ``malformed`` naming the first subject that is not ``{"name": str, "digest": {alg: str}}``."""
-    for s in subjects:
-        if not isinstance(s, dict) or not isinstance(s.get("name"), str) or not isinstance(s.get("digest"), dict):
-            raise MalformedError("malformed subject in statement")
-        if not isinstance(s["digest"].get(alg), str):
-            raise MalformedError(f"subject {s['name']!r} lacks a {alg} digest")
-    raise MalformedError("malformed subject in statement")  # pragma: no cover - the fast path found a problem
-
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def pae(payload_type: str, payload: bytes) -> bytes:
-    """DSSE v1 Pre-Authentication Encoding: what is actually signed."""
-    t = payload_type.encode()
-    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
-
-
-@dataclass(frozen=True)
-class Envelope:
-    """A DSSE envelope: the payload and its signatures (``keyid``, raw signature bytes)."""
-
-    payload: bytes
-    signatures: tuple[tuple[str, bytes], ...]
-    payload_type: str = PAYLOAD_TYPE
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "payloadType": self.payload_type,
-            "payload": base64.b64encode(self.payload).decode(),
-            "signatures": [{"keyid": k, "sig": base64.b64encode(s).decode()} for k, s in self.signatures],
-        }
-
-    @classmethod
-    def from_dict(cls, d: Any) -> Envelope:
-        if not isinstance(d, dict):
-            raise MalformedError("envelope is not an object")
-        if not d.keys() <= _ENVELOPE_KEYS:
-            raise MalformedError(f"envelope has unknown members {sorted(d.keys() - _ENVELOPE_KEYS)}")
-        ptype = d.get("payloadType")
-        if ptype != PAYLOAD_TYPE:
-            raise MalformedError(f"unexpected DSSE payloadType {ptype!r}")
-        sigs = d.get("signatures")
-        if not isinstance(sigs, list) or not sigs or len(sigs) > MAX_SIGS_PER_ENVELOPE:
-            raise MalformedError("envelope must carry 1 to 16 signatures")
-        try:
-            payload = binascii.a2b_base64(str(d.get("payload", "")), strict_mode=True)
-            parsed = tuple(
-                (str(s["keyid"]).lower(), binascii.a2b_base64(str(s["sig"]), strict_mode=True))
-                for s in sigs
-                if isinstance(s, dict)
-            )
-        except (KeyError, ValueError):  # binascii.Error, or a non-ASCII string
-            raise MalformedError("envelope has invalid base64 or lacks keyid/sig") from None
-        if len(parsed) != len(sigs) or any(not s.keys() <= _SIGNATURE_KEYS for s in sigs):
-            raise MalformedError("malformed signature entry in envelope (only 'keyid' and 'sig' are members)")
-        return cls(payload, parsed)
-
-
-@dataclass(frozen=True)
-class SignatureDocument:
-    """The file (or ZIP entry) holding all native envelopes of a package."""
-
-    envelopes: tuple[Envelope, ...] = ()
-
-    def to_bytes(self) -> bytes:
-        doc = {"mediaType": DOCUMENT_MEDIA_TYPE, "envelopes": [e.to_dict() for e in self.envelopes]}
-        return json.dumps(doc, indent=1, sort_keys=True).encode() + b"\n"
-
-    @classmethod
-    def from_bytes(cls, data: bytes, *, source: str, limit: int = MAX_DOCUMENT_BYTES) -> SignatureDocument:
-        if len(data) > limit:
-            raise MalformedError(
-                f"{source}: signature document of {len(data)} bytes; this package needs at most {limit}",
-                subject=source,
-            )
-        doc = load_json(data, source=source, max_depth=8)  # document > envelopes > envelope > signatures > entry
-        if not isinstance(doc, dict) or doc.get("mediaType") != DOCUMENT_MEDIA_TYPE:
-            raise MalformedError(f"{source} is not a signery signature document", subject=source)
-        if not doc.keys() <= _DOCUMENT_KEYS:
-            raise MalformedError(
-                f"{source}: unknown members {sorted(doc.keys() - _DOCUMENT_KEYS)} in the signature document",
-                subject=source,
-            )
-        envs = doc.get("envelopes")
-        if not isinstance(envs, list) or len(envs) > MAX_ENVELOPES:
-            raise MalformedError(f"{source}: 'envelopes' must be a list of at most {MAX_ENVELOPES}", subject=source)
-        return cls(tuple(Envelope.from_dict(e) for e in envs))
-
-    def adding(self, envelope: Envelope) -> SignatureDocument:
-        if len(self.envelopes) >= MAX_ENVELOPES:
-            raise UsageError(f"a package carries at most {MAX_ENVELOPES} native signatures")
-        return SignatureDocument((*self.envelopes, envelope))
 
 
 # -- packages: what is signed ---------------------------------------------------------------------------------
@@ -273,7 +90,10 @@ def compute_subjects(
     archive: ZipArchive | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[tuple[str, dict[str, bytes]]]:
-    """Every file of the package with its digests, in package order; each byte is read once."""
+    """Every file of the package with its digests, in package order (sorted for a directory); each byte is read once.
+
+    The statement's order is :func:`canonical_order` (signing sorts); verification compares as a mapping.
+    """
     algs = tuple(dict.fromkeys(algorithms))
     if kind == "zip":
         assert archive is not None
@@ -385,7 +205,7 @@ def sign(
             existing = SignatureDocument()  # a sidecar next to a zip we embed into is not carried over
         subjects = compute_subjects(subject, kind, [digest], archive=archive, progress=progress)
         statement = Statement(
-            subjects=tuple(Subject(name, {digest: d[digest].hex()}) for name, d in subjects),
+            subjects=tuple(Subject(name, {digest: d[digest].hex()}) for name, d in canonical_order(subjects)),
             signed_at=now or datetime.now(UTC),
             key_id=signer.key_id,
             digest_algorithm=digest,
@@ -445,7 +265,8 @@ def verify(
     """Check every native signature on ``subject`` against ``trust`` and the package's actual contents.
 
     The package is hashed only if some signature is by a trusted, usable key, and then only once, with every
-    digest algorithm any such signature uses.
+    digest algorithm any such signature uses. Its files must be the statement's subjects as a mapping of name to
+    digest: the order of a ZIP's entries and how each is compressed are not signed.
     """
     subject = Path(subject)
     when = now or datetime.now(UTC)
@@ -456,13 +277,13 @@ def verify(
         for c in candidates:
             c.check = _check_signature(c, trust, when)
         algs = {c.statement.digest_algorithm for c in candidates if c.check is None and c.statement}
-        actual: dict[str, list[tuple[str, str]]] = {}
+        actual: dict[str, _Files] = {}
         if len(algs) == 1 and archive is not None:
             (alg,) = algs
-            actual = {alg: archive.hex_digests(alg, exclude=(RESERVED_ENTRY,), progress=progress)}
+            actual = {alg: _Files(archive.hex_digests(alg, exclude=(RESERVED_ENTRY,), progress=progress), alg)}
         elif algs:
             listing = compute_subjects(subject, kind, sorted(algs), archive=archive, progress=progress)
-            actual = {a: [(n, d[a].hex()) for n, d in listing] for a in algs}
+            actual = {a: _Files([(n, d[a].hex()) for n, d in listing], a) for a in algs}
         checks = []
         for c in candidates:
             if c.check is None:
@@ -484,9 +305,10 @@ def _split_payload(payload: bytes) -> tuple[bytes, bytes] | None:
 
     In RFC 8785 form the subject array is the last member, so the payload is ``head + contents + "]}"``. Verifying
     a package of 100,000 files then needs no parse of its 100,000 subjects: :func:`_check_contents` writes the
-    contents the package's files give and compares bytes. Parsing ``head + "]}"`` checks everything else, and, as
-    JSON composes, a payload whose contents are the ones written parses to exactly those subjects. Any other
-    layout (``None``) is parsed whole.
+    contents the package's files give (in canonical order, then in package order: see :class:`_Files`) and
+    compares bytes. Parsing ``head + "]}"`` checks everything else, and, as JSON composes, a payload whose contents
+    are the ones written parses to exactly those subjects (unique names, as a package's are). Any other layout
+    (``None``) is parsed whole.
     """
     if not payload.endswith(b"]}"):
         return None
@@ -511,6 +333,30 @@ def _subjects_json_py(have: Sequence[tuple[str, str]], alg: str) -> bytes | None
     if _PLAIN_NAMES.search("/".join(n for n, _ in have)):
         return None
     return ",".join([f'{{"digest":{{"{alg}":"{h}"}},"name":"{n}"}}' for n, h in have]).encode()
+
+
+class _Files:
+    """The package's files with their hex digests in one algorithm, and the subject arrays they give: each is made
+    once, however many signatures use that algorithm, and only when a signature needs it."""
+
+    def __init__(self, listing: list[tuple[str, str]], alg: str) -> None:
+        self.listing = listing  # package order: central-directory order for a ZIP, sorted for a directory
+        self.alg = alg
+
+    @cached_property
+    def _sorted(self) -> list[tuple[str, str]]:
+        return canonical_order(self.listing)
+
+    @cached_property
+    def canonical_array(self) -> bytes | None:
+        """The subject array contents signing writes for these files (in :func:`canonical_order`)."""
+        return _subjects_json(self._sorted, self.alg)
+
+    @cached_property
+    def package_array(self) -> bytes | None:
+        """The contents in package order, as signery wrote them before subjects were sorted (``None`` if equal)."""
+        same = self._sorted == self.listing  # the same objects when already sorted: compared by identity
+        return None if same else _subjects_json(self.listing, self.alg)
 
 
 def _fail(c: _Candidate, reason: Reason, detail: str, *, subject: str | None = None) -> SignatureCheck:
@@ -567,27 +413,34 @@ def _check_signature(c: _Candidate, trust: TrustSet, when: datetime) -> Signatur
     return None
 
 
-def _check_contents(c: _Candidate, have: list[tuple[str, str]], kind: str) -> SignatureCheck:
-    """Compare the signed subjects with ``have``, the package's files and hex digests in the statement's algorithm."""
+def _check_contents(c: _Candidate, files: _Files, kind: str) -> SignatureCheck:
+    """Compare the signed subjects with ``files``, the package's files and hex digests in the statement's algorithm.
+
+    The subject array is first compared as bytes with the ones the package gives (:class:`_Files`); only when
+    neither matches is it parsed, to compare as a mapping (the statement may list the files in any order) and,
+    when they differ, to name the file at fault.
+    """
     st = c.statement
     assert st is not None and c.trusted is not None
     alg = st.digest_algorithm
     if c.subjects_json is not None and st.package_kind == kind:
-        if c.subjects_json == _subjects_json(have, alg):
+        if c.subjects_json == files.canonical_array or c.subjects_json == files.package_array:
             return SignatureCheck(
                 format=NAME, key_id=c.key_id, key_name=c.trusted.name, signed_at=st.signed_at, claims=dict(st.claims)
             )
-        try:  # something differs: parse the subjects after all, to say what
+        try:  # something differs: parse the subjects after all, to compare them as a mapping and say what differs
             st = c.statement = Statement.from_payload(c.envelope.payload)
         except MalformedError as exc:
             return _fail(c, Reason.MALFORMED, f"signature payload: {exc.message}")
-    signed = [(n, d[alg]) for n, d in st.subjects]
     if st.package_kind != kind:
         return _fail(c, Reason.TAMPERED, f"signed a {st.package_kind}, found a {kind}", subject=st.package_kind)
+    signed = {n: d[alg] for n, d in st.subjects}  # unique names: Statement.from_payload refuses duplicates
+    have = dict(files.listing)
     if kind == "file":
         # A lone file is signed for its bytes; renaming the file does not change what was signed.
-        if len(signed) != 1 or signed[0][1] != have[0][1]:
-            return _fail(c, Reason.TAMPERED, f"{have[0][0]} differs from what was signed", subject=have[0][0])
+        ((name, digest),) = have.items()
+        if len(signed) != 1 or next(iter(signed.values())) != digest:
+            return _fail(c, Reason.TAMPERED, f"{name} differs from what was signed", subject=name)
     elif signed != have:
         name, detail = _first_difference(signed, have)
         return _fail(c, Reason.TAMPERED, detail, subject=name)
@@ -600,20 +453,18 @@ def _check_contents(c: _Candidate, have: list[tuple[str, str]], kind: str) -> Si
     )
 
 
-def _first_difference(signed: list[tuple[str, str]], have: list[tuple[str, str]]) -> tuple[str, str]:
-    signed_map, have_map = dict(signed), dict(have)
-    for name, digest in signed:
-        if name not in have_map:
+def _first_difference(signed: Mapping[str, str], have: Mapping[str, str]) -> tuple[str, str]:
+    """The file to blame, the same whatever the orders: the first signed file (in canonical order) that changed or
+    is missing, else the first file that was added."""
+    for name in sorted(signed):
+        if name not in have:
             return name, f"file {name!r} was signed but is missing"
-        if have_map[name] != digest:
+        if have[name] != signed[name]:
             return name, f"file {name!r} differs from what was signed"
-    for name, _ in have:
-        if name not in signed_map:
-            return name, f"file {name!r} is not covered by the signature (extra)"
-    for (sn, _), (hn, _) in zip(signed, have, strict=False):
-        if sn != hn:
-            return hn, f"files are in a different order than signed (at {hn!r})"
-    return "", "contents differ"
+    added = min(have.keys() - signed.keys(), default=None)
+    if added is not None:
+        return added, f"file {added!r} is not covered by the signature (extra)"
+    return "", "contents differ"  # pragma: no cover - the caller found the mappings unequal
 
 
 # -- detection and inspection -----------------------------------------------------------------------------------

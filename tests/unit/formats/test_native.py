@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import os
+import random
 import shutil
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from signery.archive import ZipArchive
-from signery.errors import Reason, SigneryError, UnsafeArchiveError
+from signery.errors import MalformedError, Reason, SigneryError, UnsafeArchiveError
 from signery.formats import native, verify_detected
 from signery.keys import FileSigner, generate_private_key
 from signery.trust import Constraints, TrustSet, trusted_key_from_public
@@ -325,7 +326,6 @@ def _rezip(entries: list[tuple[str, bytes]]) -> bytes:
 mutations = st.one_of(
     st.tuples(st.just("content"), st.integers(0, 3), st.binary(min_size=1, max_size=20)),
     st.tuples(st.just("rename"), st.integers(0, 3), st.from_regex(r"pkg/[a-z]{1,6}\.txt", fullmatch=True)),
-    st.tuples(st.just("reorder"), st.permutations(range(4)), st.none()),
     st.tuples(st.just("add"), st.integers(0, 4), st.from_regex(r"[a-z]{1,6}/[a-z]{1,6}\.bin", fullmatch=True)),
     st.tuples(st.just("remove"), st.integers(0, 3), st.none()),
     st.tuples(st.just("sigflip"), st.integers(0, 10_000), st.integers(1, 255)),
@@ -334,10 +334,16 @@ mutations = st.one_of(
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(mutation=mutations)
+@given(mutation=mutations, shuffle=st.randoms(use_true_random=False) | st.none())
 def test_any_change_to_a_signed_zip_is_refused_with_the_right_reason(
-    tmp_path: Path, signers: dict[str, FileSigner], signed_zip: bytes, mutation: tuple[str, object, object]
+    tmp_path: Path,
+    signers: dict[str, FileSigner],
+    signed_zip: bytes,
+    mutation: tuple[str, object, object],
+    shuffle: random.Random | None,
 ) -> None:
+    # Entry order is not signed: whatever order the changed package is re-zipped in, the verdict and the file named
+    # are the same.
     kind, a, b = mutation
     trust = trust_of(signers["ed25519"])
     entries = _entries(signed_zip)
@@ -356,12 +362,6 @@ def test_any_change_to_a_signed_zip_is_refused_with_the_right_reason(
         old = files[i][0]  # type: ignore[index]
         files[i] = (new, files[i][1])  # type: ignore[index,assignment]
         expected, fault = {Reason.TAMPERED}, old
-    elif kind == "reorder":
-        perm = list(a)  # type: ignore[call-overload]
-        if perm == sorted(perm):
-            return
-        files = [files[j] for j in perm]
-        expected, fault = {Reason.TAMPERED}, None
     elif kind == "add":
         files.insert(a, (b, b"new"))  # type: ignore[arg-type]
         expected, fault = {Reason.TAMPERED}, b
@@ -393,7 +393,10 @@ def test_any_change_to_a_signed_zip_is_refused_with_the_right_reason(
             assert _entries(bytes(data)) == _entries(signed_zip)
         return
     path = tmp_path / "m.zip"
-    path.write_bytes(_rezip([*files, sig]))
+    rezipped = [*files, sig]
+    if shuffle is not None:
+        shuffle.shuffle(rezipped)
+    path.write_bytes(_rezip(rezipped))
     r = native.verify(path, trust=trust)
     assert not r.verified and r.reason in expected, (mutation, r.to_dict())
     if fault is not None:
@@ -493,7 +496,7 @@ def test_the_last_subject_key_decides_as_in_a_full_parse(tmp_path: Path, signers
     _resign(signed, s, evil + body + b"]}")
     assert check(signed, trust_of(s)) == (True, None, None)  # json.loads keeps the last member: the real subjects
     doc = json.loads(evil + body + b"]}")
-    assert [x["name"] for x in doc["subject"]] == sorted(FILES, key=list(FILES).index)
+    assert [x["name"] for x in doc["subject"]] == sorted(FILES, key=str.encode)
 
 
 def test_a_nested_subject_member_is_parsed_whole(tmp_path: Path, signers: dict[str, FileSigner]) -> None:
@@ -507,3 +510,224 @@ def test_a_nested_subject_member_is_parsed_whole(tmp_path: Path, signers: dict[s
     assert native._split_payload(payload) is not None
     _resign(signed, s, payload)
     assert check(signed, trust_of(s)) == (True, None, None)
+
+
+# -- re-zip safety: the files are signed (name -> digest), not their order in the archive or their compression -----
+
+# Neither archive order, nor code-unit (UTF-16) order, nor case-folded order is the canonical one here.
+ODD_NAMES = ["src/main.py", "Z.txt", "a/b.txt", "a.b.txt", "a-b.txt", "a0.txt", "\u00e9.txt", "\U0001f600.txt"]
+ODD_NAMES += ["\uff61.txt", "README.md"]
+
+
+def _subject_names(path: Path) -> list[str]:
+    return [s["name"] for s in json.loads(_payload_of(path))["subject"]]
+
+
+def _archive_files(path: Path) -> list[str]:
+    with ZipArchive.open(path) as a:
+        return [e.name for e in a.files if e.name != ENTRY]
+
+
+def _rezip_reversed(path: Path, out: Path, edit: dict[str, bytes | None] | None = None) -> Path:
+    """Re-zip ``path`` with Python's zipfile in reverse entry order, every entry recompressed (stored <-> deflated):
+    what another archiver does. ``edit`` replaces entries (``None`` drops one; a new name is added)."""
+    edit = dict(edit or {})
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in reversed(src.infolist()):
+            data = edit.pop(info.filename, src.read(info))
+            flipped = zipfile.ZIP_STORED if info.compress_type == zipfile.ZIP_DEFLATED else zipfile.ZIP_DEFLATED
+            if data is not None:
+                dst.writestr(info.filename, data, compress_type=flipped)
+        for name, data in edit.items():
+            assert data is not None
+            dst.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["zip", "directory"])
+def test_subjects_are_written_sorted_by_the_utf8_bytes_of_their_names(
+    tmp_path: Path, signers: dict[str, FileSigner], kind: str
+) -> None:
+    s = signers["ed25519"]
+    files = {name: name.encode() * 3 for name in ODD_NAMES}
+    subject = make_zip(tmp_path / "odd.zip", files) if kind == "zip" else make_dir(tmp_path / "odd", files)
+    written = native.sign(subject, s)
+    canonical = sorted(ODD_NAMES, key=str.encode)
+    assert _subject_names(written) == canonical
+    assert canonical[:4] == ["README.md", "Z.txt", "a-b.txt", "a.b.txt"]  # bytes: '-' < '.' < '/' < '0' < 'a'
+    assert canonical[-3:] == ["\u00e9.txt", "\uff61.txt", "\U0001f600.txt"]  # code points, not UTF-16 units
+    assert canonical != sorted(ODD_NAMES, key=lambda n: n.encode("utf-16-be"))
+    assert native.canonical_order([(n, 0) for n in ODD_NAMES]) == [(n, 0) for n in canonical]
+    if kind == "zip":
+        assert _archive_files(written) == ODD_NAMES  # the archive itself keeps its order
+        # What signing writes is what verification reconstructs first, byte for byte (the fast path).
+        with ZipArchive.open(written) as z:
+            have = z.hex_digests("sha256", exclude=(ENTRY,))
+        split = native._split_payload(_payload_of(written))
+        assert split is not None and split[1] == native._subjects_json(native.canonical_order(have), "sha256")
+    assert check(written if kind == "zip" else subject, trust_of(s)) == (True, None, None)
+
+
+@pytest.mark.parametrize("digest", ["sha256", "blake3"])
+def test_a_package_rezipped_in_reverse_with_every_entry_recompressed_verifies(
+    tmp_path: Path, signers: dict[str, FileSigner], digest: str
+) -> None:
+    a, b = signers["ed25519"], signers["ecdsa-p256"]
+    files = {**FILES, **{n: n.encode() for n in ODD_NAMES}}
+    signed = native.sign(make_zip(tmp_path / "p.zip", files), a, digest=digest)
+    native.sign(signed, b, in_place=True, digest="sha512")  # two algorithms: the package is listed once for both
+    out = _rezip_reversed(signed, tmp_path / "rezipped.zip")
+    with zipfile.ZipFile(signed) as before, zipfile.ZipFile(out) as after:
+        old, new = before.infolist(), after.infolist()
+        assert [i.filename for i in new] == [i.filename for i in reversed(old)]  # the signatures are first now
+        assert all(x.compress_type != y.compress_type for x, y in zip(reversed(old), new, strict=True))
+    assert check(out, trust_of(a, b), threshold=2) == (True, None, None)
+    # The same with the signature beside the package.
+    sidecar = native.sign(make_zip(tmp_path / "d.zip"), a, detached=True, digest=digest)
+    out = _rezip_reversed(tmp_path / "d.zip", tmp_path / "d2.zip")
+    assert check(out, trust_of(a), signature=sidecar) == (True, None, None)
+
+
+@pytest.mark.skipif(shutil.which("7z") is None, reason="needs 7-Zip")
+@pytest.mark.parametrize("level", ["-mx0", "-mx9"])
+def test_a_package_rezipped_by_7zip_verifies(tmp_path: Path, signers: dict[str, FileSigner], level: str) -> None:
+    import subprocess
+
+    s = signers["ed25519"]
+    signed = native.sign(make_zip(tmp_path / "p.zip", {**FILES, **{n: n.encode() * 9 for n in ODD_NAMES}}), s)
+    tree = tmp_path / "tree"
+    with zipfile.ZipFile(signed) as zf:
+        zf.extractall(tree)
+        names = zf.namelist()
+    # The files named in reverse, and the whole tree in 7-Zip's own order with directory entries.
+    tree_zip = tmp_path / "tree.zip"
+    subprocess.run(["7z", "a", "-tzip", level, "-bd", "-bso0", str(tree_zip), "*"], cwd=tree, check=True)
+    with ZipArchive.open(tree_zip) as z:
+        assert {"src/", "a/", ".signery/"} <= {e.name for e in z.entries if e.is_dir}
+    assert check(tree_zip, trust_of(s)) == (True, None, None)
+    out = tmp_path / "7z.zip"
+    subprocess.run(["7z", "a", "-tzip", level, "-bd", "-bso0", str(out), *reversed(names)], cwd=tree, check=True)
+    assert _archive_files(out) != _archive_files(signed)
+    assert check(out, trust_of(s)) == (True, None, None)
+    (tree / "a/b.txt").write_bytes(b"changed")
+    subprocess.run(["7z", "u", "-tzip", level, "-bd", "-bso0", str(out), "a/b.txt"], cwd=tree, check=True)
+    assert check(out, trust_of(s)) == (False, Reason.TAMPERED, "a/b.txt")
+
+
+@pytest.mark.parametrize(
+    ("edit", "fault"),
+    [
+        ({"src/main.py": b"evil()\n"}, "src/main.py"),
+        ({"README.md": None}, "README.md"),
+        ({"src/extra.py": b"evil()\n"}, "src/extra.py"),
+        ({"manifest.yaml": None, "manifest.yml": FILES["manifest.yaml"]}, "manifest.yaml"),  # a rename: the signed one
+    ],
+)
+def test_a_rezipped_package_with_a_changed_removed_or_added_file_names_it(
+    tmp_path: Path, signers: dict[str, FileSigner], edit: dict[str, bytes | None], fault: str
+) -> None:
+    s = signers["ed25519"]
+    signed = native.sign(make_zip(tmp_path / "p.zip"), s)
+    out = _rezip_reversed(signed, tmp_path / "r.zip", edit)
+    ok, reason, name = check(out, trust_of(s))
+    assert (ok, reason, name) == (False, Reason.TAMPERED, fault)
+
+
+def _statement_in_order(path: Path, order: list[str]) -> bytes:
+    """The payload of ``path``'s signature with its subjects listed in ``order`` (canonical JSON otherwise)."""
+    st_ = native.Statement.from_payload(_payload_of(path))
+    by_name = {x.name: x for x in st_.subjects}
+    return native.Statement(
+        subjects=tuple(by_name[n] for n in order),
+        signed_at=st_.signed_at,
+        key_id=st_.key_id,
+        digest_algorithm=st_.digest_algorithm,
+        package_kind=st_.package_kind,
+        claims=st_.claims,
+    ).to_payload()
+
+
+def test_a_signature_made_before_subjects_were_sorted_still_verifies(
+    tmp_path: Path, signers: dict[str, FileSigner]
+) -> None:
+    # signery used to list a ZIP's subjects in central-directory order: such a statement is still a signature.
+    a, b = signers["ed25519"], signers["ecdsa-p384"]
+    signed = native.sign(make_zip(tmp_path / "old.zip"), a)
+    order = _archive_files(signed)
+    assert order == list(FILES) and order != sorted(order, key=str.encode)
+    old = _statement_in_order(signed, order)
+    assert [x["name"] for x in json.loads(old)["subject"]] == order
+    _resign(signed, a, old)
+    assert check(signed, trust_of(a)) == (True, None, None)
+    # Its subject array is the one the archive order gives, byte for byte: the fast path verifies it unparsed.
+    split = native._split_payload(old)
+    assert split is not None
+    with ZipArchive.open(signed) as z:
+        have = z.hex_digests("sha256", exclude=(ENTRY,))
+    assert split[1] == native._subjects_json(have, "sha256")
+    assert split[1] != native._subjects_json(native.canonical_order(have), "sha256")
+    # A new signature beside it: both verify.
+    native.sign(signed, b, in_place=True)
+    assert _subject_names(signed) == order  # the first envelope is the old one, untouched
+    assert check(signed, trust_of(a, b), threshold=2) == (True, None, None)
+    # Re-zipped, it verifies too (as a mapping); a change is still named.
+    out = _rezip_reversed(signed, tmp_path / "r.zip")
+    assert check(out, trust_of(a, b), threshold=2) == (True, None, None)
+    _replace_entry(signed, "README.md", b"changed\n")
+    r = native.verify(signed, trust=trust_of(a, b))
+    assert (r.reason, r.fault) == (Reason.TAMPERED, "README.md")
+    assert all(c.reason is Reason.TAMPERED and c.subject == "README.md" for c in r.signatures)
+
+
+def test_subjects_in_any_other_order_verify_as_a_mapping(tmp_path: Path, signers: dict[str, FileSigner]) -> None:
+    # Another implementation may list the subjects in an order of its own: neither byte comparison matches, the
+    # array is parsed and compared as a mapping.
+    s = signers["ed25519"]
+    files = {n: n.encode() for n in ODD_NAMES}
+    signed = native.sign(make_zip(tmp_path / "p.zip", files), s)
+    shuffled = ODD_NAMES[1::2] + ODD_NAMES[::2]
+    assert shuffled not in (ODD_NAMES, sorted(ODD_NAMES, key=str.encode))
+    _resign(signed, s, _statement_in_order(signed, shuffled))
+    assert _subject_names(signed) == shuffled
+    assert check(signed, trust_of(s)) == (True, None, None)
+    _replace_entry(signed, "\U0001f600.txt", b"changed")
+    assert check(signed, trust_of(s)) == (False, Reason.TAMPERED, "\U0001f600.txt")
+
+
+def test_a_subject_listed_twice_is_malformed(tmp_path: Path, signers: dict[str, FileSigner]) -> None:
+    s = signers["ed25519"]
+    signed = native.sign(make_zip(tmp_path / "p.zip"), s)
+    st_ = native.Statement.from_payload(_payload_of(signed))
+    for extra in (st_.subjects[0], native.Subject(st_.subjects[0].name, {"sha256": "00" * 32})):
+        dup = native.Statement(
+            subjects=(*st_.subjects, extra),
+            signed_at=st_.signed_at,
+            key_id=st_.key_id,
+            digest_algorithm=st_.digest_algorithm,
+            package_kind=st_.package_kind,
+        ).to_payload()
+        with pytest.raises(MalformedError, match="listed twice"):
+            native.Statement.from_payload(dup)
+        for layout in (dup, json.dumps(json.loads(dup), indent=2).encode()):  # verified unparsed first, or parsed
+            _resign(signed, s, layout)
+            ok, reason, _ = check(signed, trust_of(s))
+            assert (ok, reason) == (False, Reason.MALFORMED)
+            assert "listed twice" in native.verify(signed, trust=trust_of(s)).signatures[0].detail
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    order=st.permutations(range(len(BASE_FILES) + 1)),
+    methods=st.lists(st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]), min_size=5, max_size=5),
+)
+def test_any_permutation_of_a_signed_zip_verifies(
+    tmp_path: Path, signers: dict[str, FileSigner], signed_zip: bytes, order: list[int], methods: list[int]
+) -> None:
+    entries = _entries(signed_zip)  # the files, then the signature entry: it may move anywhere too
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i, method in zip(order, methods, strict=True):
+            zf.writestr(entries[i][0], entries[i][1], compress_type=method)
+    path = tmp_path / "perm.zip"
+    path.write_bytes(buf.getvalue())
+    assert check(path, trust_of(signers["ed25519"])) == (True, None, None)
