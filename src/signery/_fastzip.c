@@ -323,7 +323,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         if (end > (Py_ssize_t)cd_offset) goto slow;
         if (lflags & FLAG_DATA_DESCRIPTOR) {
             /* Local CRC and sizes: zero (as writers leave them) or the central directory's. */
-            if ((lcrc != 0 && lcrc != crc) || !((lcsize == 0 && lusize == 0) || (lcsize == csize && lusize == usize)))
+            if ((lcrc != 0 && lcrc != crc) || (lcsize != 0 && lcsize != csize) || (lusize != 0 && lusize != usize))
                 goto slow;
             Py_ssize_t avail = (Py_ssize_t)cd_offset - end;
             if (avail > 24) avail = 24;

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import stat
 import struct
+import subprocess
 import tarfile
 import zipfile
 import zlib
@@ -22,6 +23,7 @@ import pytest
 from archive_readers import ReaderFailed, assert_all_agree, read_all, signery_listing
 from signery.archive import ZipArchive
 from signery.errors import SigneryError
+from support import require_tool
 from zipcraft import E, build
 
 BASE = [E(b"manifest.yaml", data=b"name: demo\nversion: 1.0.0\n", method=8), E(b"main.py", data=b"print('signed')\n")]
@@ -171,6 +173,18 @@ VALID: dict[str, Callable[[], bytes]] = {
     "allowed-extras-comment-and-zip64-end": _allowed_extras_and_zip64_end,
     "local-zip64-sizes": _local_zip64_sizes,
 }
+
+
+def test_libarchive_written_zips_are_accepted_and_read_alike(tmp_path: Path) -> None:
+    # bsdtar writes deflated entries with a data descriptor, a zero local CRC and the real local size.
+    bsdtar = require_tool("bsdtar")
+    tree = tmp_path / "tree"
+    (tree / "src").mkdir(parents=True)
+    (tree / "src" / "main.py").write_bytes(b"print('signed')\n" * 40)
+    (tree / "manifest.yaml").write_bytes(b"name: demo\n")
+    path = tmp_path / "bsdtar.zip"
+    subprocess.run([bsdtar, "--format", "zip", "-cf", str(path), "-C", str(tree), "src", "manifest.yaml"], check=True)
+    assert_all_agree(path, tmp_path, "zip", signery_listing(path, "zip"))
 
 
 @pytest.mark.parametrize("case", sorted(VALID))

@@ -371,7 +371,9 @@ def _check_local_header(
     if end > cd_offset:
         raise UnsafeArchiveError(f"entry {name!r}: data runs into the central directory", subject=name)
     if lflags & _FLAG_DATA_DESCRIPTOR:
-        if lcrc not in (0, crc) or (lcsize, lusize) not in ((0, 0), (csize, usize)):
+        # Each of them zero (Go, Python) or the true value (libarchive writes the size but a zero CRC): readers of
+        # data-descriptor entries take these values from the descriptor or the central directory.
+        if lcrc not in (0, crc) or lcsize not in (0, csize) or lusize not in (0, usize):
             raise UnsafeArchiveError(f"entry {name!r}: local header sizes or CRC disagree", subject=name)
         # The descriptor repeats crc and sizes (32- or 64-bit, with an optional signature).
         desc = bytes(mm[end : min(end + 24, cd_offset)])

@@ -42,7 +42,8 @@ except ImportError:  # pragma: no cover - exercised where no compiler was availa
 class ZipArchive:
     """A ZIP archive validated as a whole on open. Use as a context manager.
 
-    ``entries`` are in central-directory order (the order signatures cover); ``files`` are the non-directory ones.
+    ``entries`` are in central-directory order (the order Dify's signature covers; native subjects are sorted);
+    ``files`` are the non-directory ones.
     """
 
     def __init__(
