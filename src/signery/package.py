@@ -24,17 +24,28 @@ Which manifest is *the* manifest:
 
 Ambiguity is ``unsafe-archive``; an unusable manifest is ``malformed``; both name the manifest(s) at fault.
 
+Versions are read by :class:`Version`, the one version type: the installer orders upgrades with it and the
+registry keys its immutable name@version slots with it. A version is a `semantic version
+<https://semver.org/spec/v2.0.0.html>`_ (``MAJOR.MINOR.PATCH``, an optional ``-pre.release`` and ``+build``
+metadata), or one with a fourth number (``1.2.3.4``), as Dify's plugin daemon accepts. Everything else is refused,
+``v1.2.3`` included: the semver specification says it is not a semantic version, and neither Dify's daemon, Elastic's
+package registry nor Mattermost (``semver.Parse``) reads one. Leading zeros (``01.2.3``, ``1.0.0-01``) are refused as
+semver refuses them, so two spellings never name one version.
+
 Example::
 
     manifest = read_manifest(Path("plugin.tar.gz"))
     if manifest is not None:
         print(manifest.kind, manifest.name, manifest.version, manifest.entry)
+    assert Version("1.2.3-rc.1") < Version("1.2.3") < Version("1.2.3.1") < Version("1.2.4")
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import total_ordering
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -52,6 +63,99 @@ MANIFEST_FILES: dict[str, ManifestKind] = {
     "manifest.yml": "elastic",
     "plugin.json": "mattermost",
 }
+
+
+MAX_VERSION_LENGTH = 128  # semver with long pre-release/build tags still fits
+
+_NUMBER = r"(?:0|[1-9][0-9]*)"
+_PRE_ID = r"(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
+_VERSION = re.compile(
+    # https://semver.org/#is-there-a-suggested-regular-expression-regex-to-check-a-semver-string, with a fourth number
+    rf"({_NUMBER}(?:\.{_NUMBER}){{2,3}})"
+    rf"(?:-({_PRE_ID}(?:\.{_PRE_ID})*))?"
+    r"(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
+)
+
+
+@total_ordering
+@dataclass(frozen=True, eq=False)
+class Version:
+    """A package version, ordered by semver precedence.
+
+    Precedence: the numbers, left to right (a fourth number comes after the three-part version it extends:
+    ``1.2.3 < 1.2.3.0 < 1.2.3.1 < 1.2.4``); then a release after all of its pre-releases, whose identifiers compare
+    numerically when numeric, in ASCII order otherwise, numeric before alphanumeric, and fewer before more
+    (``1.0.0-alpha < 1.0.0-alpha.1 < 1.0.0-beta < 1.0.0``). Build metadata does not count: ``1.0.0+a == 1.0.0+b``.
+    Two versions are equal exactly when their :attr:`key` is the same text.
+
+    Raises:
+        MalformedError: ``text`` is not a version by the rule in this module's documentation, or is longer than
+            :data:`MAX_VERSION_LENGTH`.
+    """
+
+    text: str
+    numbers: tuple[int, ...] = field(init=False, repr=False)  # 3 or 4
+    pre: tuple[str, ...] = field(init=False, repr=False)  # the pre-release identifiers; () for a release
+    build: str | None = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        text = self.text
+        m = _VERSION.fullmatch(text) if isinstance(text, str) and len(text) <= MAX_VERSION_LENGTH else None
+        if m is None:
+            raise MalformedError(
+                f"not a version: {text!r:.{MAX_VERSION_LENGTH + 2}} (semver MAJOR.MINOR.PATCH[-pre][+build], or "
+                "with a fourth number; no 'v' prefix, no leading zeros)",
+                subject=str(text)[:MAX_VERSION_LENGTH],
+            )
+        pre = m.group(2)
+        object.__setattr__(self, "numbers", tuple(int(n) for n in m.group(1).split(".")))
+        object.__setattr__(self, "pre", tuple(pre.split(".")) if pre else ())
+        object.__setattr__(self, "build", m.group(3))
+
+    @classmethod
+    def parse(cls, text: str) -> Version | None:
+        """``Version(text)``, or ``None`` when ``text`` is not a version."""
+        try:
+            return cls(text)
+        except MalformedError:
+            return None
+
+    @property
+    def key(self) -> str:
+        """The version without build metadata: ``1.0.0+a`` and ``1.0.0+b`` are one version, so one immutable slot."""
+        return self.text.split("+", 1)[0]
+
+    @property
+    def prerelease(self) -> bool:
+        return bool(self.pre)
+
+    def _order(self) -> tuple[tuple[int, ...], int, tuple[tuple[int, int, str], ...]]:
+        ids = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in self.pre)
+        return self.numbers, 0 if self.pre else 1, ids
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Version) and self._order() == other._order()
+
+    def __lt__(self, other: Version) -> bool:
+        return self._order() < other._order()
+
+    def __hash__(self) -> int:
+        return hash(self._order())
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def latest_version(versions: Iterable[str]) -> str | None:
+    """The highest release, or the highest pre-release when there is no release yet; ``None`` for none.
+
+    Raises:
+        MalformedError: one of ``versions`` is not a version.
+    """
+    parsed = [Version(v) for v in versions]
+    releases = [v for v in parsed if not v.prerelease]
+    pool = releases or parsed
+    return str(max(pool)) if pool else None
 
 
 @dataclass(frozen=True)
@@ -268,10 +372,13 @@ def read_manifest(
 __all__ = [
     "MANIFEST_FILES",
     "MAX_MANIFEST_BYTES",
+    "MAX_VERSION_LENGTH",
     "ManifestKind",
     "PackageManifest",
+    "Version",
     "choose_manifest",
     "is_manifest_path",
+    "latest_version",
     "manifest_from_tar",
     "manifest_from_zip",
     "parse_manifest",

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from ._internal.files import read_bounded
 from .errors import ConfigError, Reason, SigneryError
 from .result import VerificationResult
 from .trust import Constraints, TrustedKey, TrustSet, load_trusted_key_file
@@ -134,12 +135,9 @@ class Policy:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as fh:
-            raw = fh.read(MAX_POLICY_BYTES + 1)
+        raw = read_bounded(path, MAX_POLICY_BYTES, what="policy file", error=ConfigError)
     except OSError as exc:
         raise ConfigError(f"policy file {path} cannot be read: {exc.strerror}", subject=str(path)) from None
-    if len(raw) > MAX_POLICY_BYTES:
-        raise ConfigError(f"policy file {path} is too large", subject=str(path))
     try:
         doc = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

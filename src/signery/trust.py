@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any, Literal
 
-from ._fs import atomic_write_bytes
+from ._internal.files import atomic_write_bytes, read_bounded
 from .errors import ConfigError, EnvironmentFailure, MalformedError, Reason, UsageError
 from .keys import PublicKey, key_id, load_public_key, public_key_pem, short_id
 
@@ -282,12 +282,9 @@ def load_trusted_key_file(
     """
     path = Path(path)
     try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_KEY_FILE_BYTES + 1)
+        data = read_bounded(path, MAX_KEY_FILE_BYTES, what="key file")
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}", subject=str(path)) from None
-    if len(data) > MAX_KEY_FILE_BYTES:
-        raise MalformedError(f"{path} is too large to be a key", subject=str(path))
     constraints = constraints or Constraints()
     if _looks_openpgp(data):
         # Imported here so that verifying a PEM-signed package never loads the OpenPGP machinery.
@@ -373,16 +370,13 @@ class TrustStore:
     def load(self) -> TrustSet:
         """Read the store; a missing store is an empty set (which trusts nothing)."""
         try:
-            with self.path.open("rb") as fh:
-                raw = fh.read(MAX_TRUST_FILE_BYTES + 1)
+            raw = read_bounded(self.path, MAX_TRUST_FILE_BYTES, what="trust store", error=ConfigError)
         except FileNotFoundError:
             return TrustSet()
         except OSError as exc:
             raise ConfigError(
                 f"trust store {self.path} cannot be read: {exc.strerror}", subject=str(self.path)
             ) from None
-        if len(raw) > MAX_TRUST_FILE_BYTES:
-            raise ConfigError(f"trust store {self.path} is too large", subject=str(self.path))
         try:
             doc = json.loads(raw)
             if doc.get("schema") != TRUST_SCHEMA or not isinstance(doc.get("keys"), list):

@@ -132,3 +132,16 @@ def test_usage_errors(tmp_path: Path, home: Path) -> None:
     assert r.exit_code == 2 and "--registry" in r.output
     r = run("plugins", "remove", "hello", "--plugins-dir", tmp_path)
     assert r.exit_code == 2 and "not installed" in r.output
+
+
+def test_a_v_prefixed_version_is_malformed_as_in_the_registry(
+    tmp_path: Path, key: rsa.RSAPrivateKey, trusted: Path
+) -> None:
+    plugins = tmp_path / "plugins"
+    r = run("install", package(tmp_path, "v1.0.0", key=key), "--plugins-dir", plugins, "--json")
+    assert r.exit_code == 2, r.output
+    doc = json.loads(r.output)
+    assert doc["ok"] is False and doc["error"]["reason"] == "malformed" and "not a version" in doc["error"]["message"]
+    assert not plugins.exists()
+    four = run("install", package(tmp_path, "1.0.0.1", key=key), "--plugins-dir", plugins)
+    assert four.exit_code == 0, four.output

@@ -1,5 +1,6 @@
 """signery.package, the one manifest reader: Dify, Elastic and Mattermost manifests from ZIP and .tar.gz packages,
-where they may sit, what makes them ambiguous, and bounded, typed parsing (malformed naming field and file)."""
+where they may sit, what makes them ambiguous, and bounded, typed parsing (malformed naming field and file); and
+Version, the one version type (semver precedence, Dify's four-part versions, refusals)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,12 @@ from hypothesis import strategies as st
 from signery.archive import ZipArchive
 from signery.errors import MalformedError, SigneryError, UnsafeArchiveError
 from signery.package import (
+    MAX_VERSION_LENGTH,
     PackageManifest,
+    Version,
     choose_manifest,
     is_manifest_path,
+    latest_version,
     manifest_from_zip,
     parse_manifest,
     read_manifest,
@@ -249,3 +253,109 @@ def test_any_bytes_give_a_manifest_or_a_signery_error(data: bytes, entry: str) -
 def test_yaml_shaped_text_gives_a_manifest_or_a_signery_error(text: str) -> None:
     with contextlib.suppress(SigneryError):
         parse_manifest(("name: a\nversion: '1'\n" + text).encode(), "manifest.yaml", source="p")
+
+
+# -- versions -------------------------------------------------------------------------------------------------------
+
+
+def test_semver_precedence_of_the_specification() -> None:
+    # semver.org 2.0.0, section 11, in order.
+    ordered = [
+        "1.0.0-alpha",
+        "1.0.0-alpha.1",
+        "1.0.0-alpha.beta",
+        "1.0.0-beta",
+        "1.0.0-beta.2",
+        "1.0.0-beta.11",
+        "1.0.0-rc.1",
+        "1.0.0",
+        "2.0.0",
+        "2.1.0",
+        "2.1.1",
+    ]
+    assert sorted(reversed(ordered), key=Version) == ordered
+    assert Version("1.10.0") > Version("1.9.9") and Version("0.0.10") > Version("0.0.9")
+
+
+def test_prerelease_identifiers() -> None:
+    assert Version("1.0.0-2") < Version("1.0.0-10")  # numeric identifiers compare as numbers
+    assert Version("1.0.0-10") < Version("1.0.0-1a")  # numeric before alphanumeric
+    assert Version("1.0.0-Z") < Version("1.0.0-a")  # ASCII order
+    assert Version("1.0.0-a.b") > Version("1.0.0-a")  # more identifiers after fewer
+    assert Version("1.0.0-rc.1").prerelease and not Version("1.0.0").prerelease
+    assert Version("1.0.0-x-y.0").pre == ("x-y", "0")
+
+
+def test_build_metadata_is_not_precedence() -> None:
+    a, b = Version("1.0.0+build.1"), Version("1.0.0+exp.sha.5114f85")
+    assert a == b and hash(a) == hash(b) and a.key == b.key == "1.0.0"
+    assert a.build == "build.1" and str(a) == "1.0.0+build.1"
+    assert Version("1.0.0-rc.1+x") < Version("1.0.0") and Version("1.0.0-rc.1+x").key == "1.0.0-rc.1"
+
+
+def test_four_part_versions_as_dify_writes_them() -> None:
+    ordered = ["1.2.3", "1.2.3.0", "1.2.3.1", "1.2.3.10", "1.2.4-rc.1", "1.2.4", "1.2.4.1"]
+    assert sorted(reversed(ordered), key=Version) == ordered
+    assert Version("0.0.1.2").numbers == (0, 0, 1, 2)
+    assert Version("1.2.3.4-beta").prerelease and Version("1.2.3.4-beta") < Version("1.2.3.4")
+    assert Version("1.2.3") != Version("1.2.3.0")  # two texts, two versions: each is its own registry slot
+
+
+def test_equal_exactly_when_the_key_is_the_same() -> None:
+    texts = ["1.0.0", "1.0.0+a", "1.0.0.0", "1.0.0-0", "1.0.0-0+b", "1.0.0-a", "0.1.0"]
+    for x in texts:
+        for y in texts:
+            assert (Version(x) == Version(y)) == (Version(x).key == Version(y).key), (x, y)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "v1.2.3",  # no prefix: not a semantic version, and no host reads one
+        "V1.2.3",
+        "1.0",  # two parts
+        "1",
+        "1.2.3.4.5",  # five
+        "01.0.0",  # leading zeros: two spellings of one number
+        "1.0.00",
+        "1.2.3.04",
+        "1.0.0-01",
+        "1.0.0-",
+        "1.0.0+",
+        "1.0.0-a..b",
+        "1.0.0-a_b",  # underscore: not a semver identifier character
+        "1.0.0 ",
+        " 1.0.0",
+        "1.0.0\n",
+        "",
+        "1.0.0-" + "a" * MAX_VERSION_LENGTH,  # over the length bound
+        "١.٢.٣",  # Arabic-Indic digits: Python's \d matches them (the old parsers read "1١.0.0" as 11.0.0)
+        "1١.0.0",
+    ],
+)
+def test_refused_versions(bad: str) -> None:
+    with pytest.raises(MalformedError, match="not a version") as err:
+        Version(bad)
+    assert err.value.subject == bad[:MAX_VERSION_LENGTH]
+    assert Version.parse(bad) is None
+
+
+def test_a_version_that_is_not_a_string_is_refused() -> None:
+    with pytest.raises(MalformedError):
+        Version(1.1)  # type: ignore[arg-type]
+
+
+def test_latest_prefers_releases() -> None:
+    assert latest_version(["1.0.0", "2.0.0-rc.1", "1.5.0"]) == "1.5.0"
+    assert latest_version(["2.0.0-rc.1", "2.0.0-beta"]) == "2.0.0-rc.1"
+    assert latest_version(["1.2.3", "1.2.3.1"]) == "1.2.3.1"
+    assert latest_version([]) is None
+    with pytest.raises(MalformedError):
+        latest_version(["1.0.0", "v2.0.0"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 30), st.integers(0, 30), st.integers(0, 30)), min_size=2, max_size=8))
+def test_release_order_is_numeric_tuple_order(parts: list[tuple[int, int, int]]) -> None:
+    texts = [".".join(map(str, p)) for p in parts]
+    assert [Version(t).numbers for t in sorted(texts, key=Version)] == sorted(parts)

@@ -110,7 +110,7 @@ def install(
     Exit codes: 0 installed, 1 refused (the reason and the file or key at fault are printed),
     2 bad input, 3 configuration error (e.g. a key file listed in the policy cannot be read).
     """
-    from ..host import install_package
+    from ..host.install import install_package
 
     if registry and bundle:
         raise UsageError("give --registry or --from, not both")

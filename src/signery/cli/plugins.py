@@ -22,7 +22,7 @@ def plugins() -> None:
 @handle_errors
 def list_(plugins_dir: Path, as_json: bool) -> None:
     """List installed plugins with their verification status and signer."""
-    from ..host import list_installed
+    from ..host.checks import list_installed
 
     records = list_installed(plugins_dir)
     if as_json:
@@ -51,7 +51,7 @@ def check(plugins_dir: Path, policy_file: Path | None, trust_store: Path | None,
     Exit 1 naming each plugin that no longer passes (changed files, a key no longer trusted, an unverified
     plugin once verification is forced...).
     """
-    from ..host import check_installed
+    from ..host.checks import check_installed
 
     policy = load_host_policy(policy_file)
     outcomes = check_installed(plugins_dir, policy=policy, trust=load_host_trust(trust_store))
@@ -80,7 +80,7 @@ def check(plugins_dir: Path, policy_file: Path | None, trust_store: Path | None,
 @handle_errors
 def remove(name: str, plugins_dir: Path, as_json: bool) -> None:
     """Uninstall plugin NAME (its files and its record)."""
-    from ..host import remove_plugin
+    from ..host.checks import remove_plugin
 
     record = remove_plugin(plugins_dir, name)
     if as_json:

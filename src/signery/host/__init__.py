@@ -1,5 +1,9 @@
 """The plugin host: install packages under a signature policy, list them, re-check them, remove them.
 
+:mod:`~signery.host.install` installs (verify, decide, stage, extract, commit with rollback);
+:mod:`~signery.host.checks` lists, re-checks and removes; :mod:`~signery.host.records` keeps what was installed;
+:mod:`~signery.host.tarball` is the one reader of ``.tar.gz`` bundles.
+
 Example::
 
     policy = load_policy(home / "policy.toml", env={})
@@ -9,16 +13,8 @@ Example::
 
 from __future__ import annotations
 
-from .installer import (
-    DEFAULT_HOST_LIMITS,
-    CheckOutcome,
-    HostLimits,
-    check_installed,
-    install_package,
-    list_installed,
-    remove_plugin,
-    verify_package,
-)
+from .checks import CheckOutcome, check_installed, list_installed, remove_plugin
+from .install import DEFAULT_HOST_LIMITS, HostLimits, install_package, verify_package
 from .records import InstallRecord
 
 __all__ = [

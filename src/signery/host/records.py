@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .._internal.files import read_bounded
 from ..errors import ConfigError, MalformedError, UsageError
 
 STATE_DIR = ".signery"
@@ -135,14 +136,11 @@ def read_record(plugins_dir: Path, name: str) -> InstallRecord | None:
     """The record of plugin ``name``, or ``None`` when it is not installed."""
     path = store_root(plugins_dir) / name / RECORD_FILE
     try:
-        with path.open("rb") as fh:
-            raw = fh.read(MAX_RECORD_BYTES + 1)
+        raw = read_bounded(path, MAX_RECORD_BYTES, what="install record", error=ConfigError)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise ConfigError(f"install record {path} cannot be read: {exc.strerror}", subject=str(path)) from None
-    if len(raw) > MAX_RECORD_BYTES:
-        raise ConfigError(f"install record {path} is too large", subject=str(path))
     try:
         doc = json.loads(raw)
     except ValueError:

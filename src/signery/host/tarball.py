@@ -53,66 +53,40 @@ has ``u+x``, 0644 otherwise) and writes directories 0755, whatever else the mode
 removes). ZIP packages' signatures cover content digests, not modes: the installer writes their files 0644.
 
 :func:`scan_tar` validates the whole bundle in one streaming pass without writing anything; :func:`extract_tar`
-makes a second pass with the same parser and writes exactly the members the scan listed, each checked again.
+makes a second pass with the same parser and writes exactly the members the scan listed, each checked again. The
+byte-level layer (the gzip stream, one header block, PAX records, GNU long names, modes) is
+:mod:`signery.host._tar_headers`; the sequence of members (bounds, types, names, the end) is here.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
 import stat
-import struct
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from ..archive import check_entry_name, fold_name
-from ..errors import MalformedError, UnsafeArchiveError
-
-_CHUNK = 1 << 20  # decompress and copy in 1 MiB steps: bounded memory for any member size
-_IN_CHUNK = 64 << 10  # compressed bytes read per step
-MAX_MANIFEST_BYTES = 1 << 20  # default capture bound (signery.package.MAX_MANIFEST_BYTES, the same)
-MAX_EXTENDED_HEADER = 64 << 10  # a PAX header or GNU long name; real ones are a few hundred bytes
-MAX_TRAILER = 1 << 20  # zero bytes after the end-of-archive marker (GNU tar pads to 10 KiB records)
-_GZIP_MAGIC = b"\x1f\x8b"
-_GZIP_MAX_STRING = 4096  # the gzip header's file name and comment
-_GZIP_HEAD = 10 + 2 + 0xFFFF + 2 * (_GZIP_MAX_STRING + 1) + 2  # the largest header accepted
-_FTEXT, _FHCRC, _FEXTRA, _FNAME, _FCOMMENT = 1, 2, 4, 8, 16
-_BLOCK = 512
-_ZERO_BLOCK = bytes(_BLOCK)
-_USTAR = b"ustar\x0000"
-_GNU = b"ustar  \x00"
-_OCTAL = re.compile(rb" *([0-7]*)[ \x00]*")
-_DECIMAL = re.compile(r"0|[1-9][0-9]*")
-_PAX_TIME = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
-_PAX_CONTROL = re.compile("[\x00-\x1f\x7f]")
-_PAX_KEYS = frozenset({"path", "size", "mtime", "atime", "ctime", "uid", "gid", "uname", "gname"})
-_NUMERIC_FIELDS = (
-    ("mode", 100, 108),
-    ("uid", 108, 116),
-    ("gid", 116, 124),
-    ("size", 124, 136),
-    ("mtime", 136, 148),
-    ("devmajor", 329, 337),
-    ("devminor", 337, 345),
+from ..errors import MalformedError
+from ._tar_headers import (
+    BLOCK,
+    CHAIN_NAMES,
+    CHUNK,
+    GZIP_MAGIC,
+    MAX_EXTENDED_HEADER,
+    TYPE_NAMES,
+    ZERO_BLOCK,
+    Gunzip,
+    Header,
+    check_mode,
+    gnu_long_text,
+    parse_pax,
+    unsafe,
 )
-_TYPE_NAMES = {
-    b"1": "a hard link",
-    b"2": "a symbolic link",
-    b"3": "a character device",
-    b"4": "a block device",
-    b"6": "a FIFO",
-    b"7": "a contiguous file (read as a regular file by some readers only)",
-    b"S": "a GNU sparse file",
-    b"D": "a GNU directory dump",
-    b"M": "a GNU multi-volume continuation",
-    b"N": "an old GNU long-name record",
-    b"V": "a GNU volume label",
-    b"X": "a Solaris extended header (Python reads it as PAX, Go does not)",
-}
+
+MAX_MANIFEST_BYTES = 1 << 20  # default capture bound (signery.package.MAX_MANIFEST_BYTES, the same)
+MAX_TRAILER = 1 << 20  # zero bytes after the end-of-archive marker (GNU tar pads to 10 KiB records)
 
 
 @dataclass(frozen=True)
@@ -145,205 +119,6 @@ class TarListing:
     manifests: dict[str, bytes]  # name -> content of every file the scan was asked to capture (small, bounded)
 
 
-# -- the gzip stream ---------------------------------------------------------------------------------------------
-
-
-def _gzip_header_end(head: bytes, complete: bool, where: str) -> int:
-    """Check the gzip header at the start of ``head`` and return its length.
-
-    ``complete`` says that ``head`` is the whole file (so running out of bytes means a truncated header).
-    """
-
-    def bad(what: str) -> MalformedError:
-        return MalformedError(f"{where} is not a readable .tar.gz: {what}", subject=where)
-
-    def short(what: str) -> MalformedError:
-        return bad(f"the gzip header is truncated ({what})" if complete else f"the gzip {what} is too long")
-
-    if not head:
-        raise bad("the file is empty, not gzip")
-    if len(head) < 10:
-        raise bad("the gzip header is truncated" if head[:2] == _GZIP_MAGIC[: len(head[:2])] else "not gzip")
-    if head[:2] != _GZIP_MAGIC:
-        raise bad("not gzip")
-    if head[2] != 8:
-        raise bad(f"unknown gzip compression method {head[2]}")
-    flags = head[3]
-    if flags & 0xE0:
-        raise bad(f"reserved gzip header flags set ({flags:#04x})")
-    pos = 10
-    if flags & _FEXTRA:
-        if pos + 2 > len(head):
-            raise short("extra field")
-        (xlen,) = struct.unpack_from("<H", head, pos)
-        pos += 2 + xlen
-        if pos > len(head):
-            raise short("extra field")
-    for flag, what in ((_FNAME, "file name"), (_FCOMMENT, "comment")):
-        if flags & flag:
-            end = head.find(b"\x00", pos, pos + _GZIP_MAX_STRING + 1)
-            if end < 0:
-                if complete and len(head) - pos <= _GZIP_MAX_STRING:
-                    raise short(what)
-                raise bad(f"the gzip header's {what} is longer than {_GZIP_MAX_STRING} bytes")
-            pos = end + 1
-    if flags & _FHCRC:
-        if pos + 2 > len(head):
-            raise short("header CRC")
-        (crc16,) = struct.unpack_from("<H", head, pos)
-        if crc16 != zlib.crc32(head[:pos]) & 0xFFFF:
-            raise bad("the gzip header CRC does not match")
-        pos += 2
-    return pos
-
-
-class _Gunzip:
-    """The decompressed bytes of a file that must hold exactly one gzip member and nothing after it."""
-
-    def __init__(self, fh: IO[bytes], where: str) -> None:
-        self._fh = fh
-        self._where = where
-        head = fh.read(_GZIP_HEAD)
-        _gzip_header_end(head, len(head) < _GZIP_HEAD, where)
-        self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)  # zlib parses the header again and checks CRC-32/ISIZE
-        self._pending = head
-        self._buf = bytearray()
-        self._pos = 0
-        self.produced = 0  # decompressed bytes handed out so far
-
-    def _bad(self, what: str) -> MalformedError:
-        return MalformedError(f"{self._where} is not a readable .tar.gz: {what}", subject=self._where)
-
-    def _fill(self) -> bool:
-        """Decompress at most one more chunk into the buffer; ``False`` once the gzip member has ended."""
-        d = self._d
-        while not d.eof:
-            if d.unconsumed_tail:
-                data = d.unconsumed_tail
-            elif self._pending:
-                data, self._pending = self._pending, b""
-            else:
-                data = self._fh.read(_IN_CHUNK)
-                if not data:
-                    raise self._bad("the gzip stream is truncated")
-            try:
-                out = d.decompress(data, _CHUNK)
-            except zlib.error as exc:
-                raise self._bad(f"corrupt gzip data ({exc})") from None
-            if d.eof:
-                self._check_nothing_follows()
-            if out:
-                if self._pos:
-                    del self._buf[: self._pos]
-                    self._pos = 0
-                self._buf += out
-                return True
-        return False
-
-    def _check_nothing_follows(self) -> None:
-        rest = self._d.unused_data or self._pending or self._fh.read(2)
-        if rest:
-            what = "a second gzip member" if rest[:2] == _GZIP_MAGIC else "bytes that are not gzip data"
-            raise UnsafeArchiveError(
-                f"{self._where}: {what} follows the end of the first gzip member (Go, GNU tar and bsdtar read on "
-                "into it, so they would extract contents that were never checked)",
-                subject=self._where,
-            )
-
-    def read(self, n: int) -> bytes:
-        """Up to ``n`` bytes; fewer only where the decompressed stream ends."""
-        while len(self._buf) - self._pos < n and self._fill():
-            pass
-        out = bytes(self._buf[self._pos : self._pos + n])
-        self._pos += len(out)
-        self.produced += len(out)
-        return out
-
-    def read_exact(self, n: int, what: str) -> bytes:
-        out = self.read(n)
-        if len(out) != n:
-            raise self._bad(f"the tar stream is truncated ({what})")
-        return out
-
-
-# -- the tar stream ----------------------------------------------------------------------------------------------
-
-
-def _nts(field: bytes) -> bytes:
-    end = field.find(b"\x00")
-    return field if end < 0 else field[:end]
-
-
-class _Header:
-    """One 512-byte header block, checked and decoded."""
-
-    __slots__ = ("block", "fields", "gnu", "offset", "type")
-
-    def __init__(self, block: bytes, offset: int, where: str) -> None:
-        self.block = block
-        self.offset = offset
-        self.type = block[156:157]
-
-        def bad(what: str) -> MalformedError:
-            return MalformedError(f"{where}: tar header at offset {offset} {what}", subject=where)
-
-        magic = block[257:265]
-        if magic not in (_USTAR, _GNU):
-            raise bad(f"has no ustar or GNU magic ({magic!r})")
-        self.gnu = magic == _GNU
-        self.fields: dict[str, int] = {}
-        for field, start, end in (*_NUMERIC_FIELDS, ("checksum", 148, 156)):
-            raw = block[start:end]
-            if raw[0] in (0x80, 0xFF):
-                raise UnsafeArchiveError(
-                    f"{where}: tar header at offset {offset} ({self.raw_name_text()!r}) spells its {field} in "
-                    "base-256, which signery does not accept",
-                    subject=self.raw_name_text() or where,
-                )
-            m = _OCTAL.fullmatch(raw)
-            if m is None:
-                raise bad(f"has a {field} field that is not plain octal ({raw!r}): readers parse it differently")
-            self.fields[field] = int(m.group(1) or b"0", 8)
-        unsigned = sum(block) - sum(block[148:156]) + 8 * 0x20
-        signed = sum(struct.unpack("148b8x356b", block)) + 8 * 0x20
-        if self.fields["checksum"] not in (unsigned, signed):
-            raise bad("has a bad checksum (damaged, or not a tar header)")
-        if self.gnu and block[345:500].strip(b"\x00"):
-            raise UnsafeArchiveError(
-                f"{where}: GNU tar header at offset {offset} has data where ustar keeps its name prefix (Python "
-                "reads it as part of the name)",
-                subject=self.raw_name_text() or where,
-            )
-        if not self.gnu and block[500:512].strip(b"\x00"):
-            raise UnsafeArchiveError(
-                f"{where}: ustar header at offset {offset} has data after its name prefix (Go reads it as a star "
-                "header with a shorter prefix)",
-                subject=self.raw_name_text() or where,
-            )
-
-    @property
-    def size(self) -> int:
-        return self.fields["size"]
-
-    @property
-    def mode(self) -> int:
-        return self.fields["mode"]
-
-    def raw_name(self) -> bytes:
-        name = _nts(self.block[0:100])
-        if not self.gnu:
-            prefix = _nts(self.block[345:500])
-            if prefix:
-                name = prefix + b"/" + name
-        return name
-
-    def raw_name_text(self) -> str:
-        return self.raw_name().decode("utf-8", "replace")
-
-    def link_name(self) -> bytes:
-        return _nts(self.block[157:257])
-
-
 @dataclass
 class _Item:
     """A member as the walk yields it: ``body`` reads its data (what is left unread is skipped afterwards)."""
@@ -353,14 +128,14 @@ class _Item:
 
 
 class _Body:
-    def __init__(self, stream: _Gunzip, size: int, name: str) -> None:
+    def __init__(self, stream: Gunzip, size: int, name: str) -> None:
         self._stream = stream
         self.remaining = size
         self._name = name
 
     def chunks(self) -> Iterator[bytes]:
         while self.remaining:
-            chunk = self._stream.read_exact(min(self.remaining, _CHUNK), f"in the data of {self._name!r}")
+            chunk = self._stream.read_exact(min(self.remaining, CHUNK), f"in the data of {self._name!r}")
             self.remaining -= len(chunk)
             yield chunk
 
@@ -369,96 +144,11 @@ class _Body:
             pass
 
 
-_CHAIN_NAMES = {b"x": "a PAX header", b"L": "a GNU long name", b"K": "a GNU long link name"}
-
-
-def _gnu_long_text(data: bytes, label: str, offset: int, where: str, subject: str) -> str:
-    """A GNU long (link) name record's text: the name and its terminating NUL (readers cut at the first NUL)."""
-    raw = data.rstrip(b"\x00")
-    if b"\x00" in raw:
-        raise _unsafe(f"{where}: {label} at offset {offset} holds a NUL byte", subject)
-    if not raw:
-        raise _unsafe(f"{where}: empty {label} at offset {offset} (Go ignores it, others do not)", subject)
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _unsafe(f"{where}: {label} {raw!r} is not UTF-8", repr(raw)) from None
-
-
-def _unsafe(message: str, subject: str) -> UnsafeArchiveError:
-    return UnsafeArchiveError(message, subject=subject)
-
-
-def _parse_pax(data: bytes, where: str, subject: str) -> dict[str, str]:
-    """PAX records ``"%d %s=%s\\n"``, parsed exactly (Python skips what it cannot parse; Go fails)."""
-
-    def bad(what: str) -> MalformedError:
-        return MalformedError(f"{where}: PAX header of {subject!r}: {what}", subject=subject)
-
-    records: dict[str, str] = {}
-    pos = 0
-    while pos < len(data):
-        space = data.find(b" ", pos, pos + 21)
-        length_text = data[pos:space].decode("ascii", "replace") if space > pos else ""
-        if not _DECIMAL.fullmatch(length_text):
-            raise bad(f"record at byte {pos} has no decimal length")
-        end = pos + int(length_text)
-        if end <= space + 1 or end > len(data) or data[end - 1 : end] != b"\n":
-            raise bad(f"record at byte {pos} has a wrong length")
-        key_raw, eq, value_raw = data[space + 1 : end - 1].partition(b"=")
-        if not eq or not key_raw:
-            raise bad(f"record at byte {pos} has no key")
-        try:
-            key, value = key_raw.decode("utf-8"), value_raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise _unsafe(f"{where}: PAX header of {subject!r}: record {key_raw!r} is not UTF-8", subject) from None
-        if key in records:
-            raise _unsafe(f"{where}: PAX header of {subject!r} sets {key!r} twice", subject)
-        records[key] = value
-        pos = end
-    for key, value in records.items():
-        if key not in _PAX_KEYS:
-            raise _unsafe(
-                f"{where}: PAX header of {subject!r} sets {key!r}, which signery does not accept (readers act on it "
-                f"differently, or it changes what is extracted)",
-                subject,
-            )
-        if not value:
-            raise _unsafe(f"{where}: PAX header of {subject!r} sets {key!r} to nothing (readers differ)", subject)
-        if _PAX_CONTROL.search(value) and key != "path":  # a path's control characters are refused by name
-            raise _unsafe(f"{where}: PAX header of {subject!r}: {key!r} holds a control character", subject)
-        if key in ("size", "uid", "gid") and not _DECIMAL.fullmatch(value):
-            raise bad(f"{key!r} is not a decimal number ({value[:40]!r})")
-        if key in ("mtime", "atime", "ctime") and not _PAX_TIME.fullmatch(value):
-            raise bad(f"{key!r} is not a time ({value[:40]!r})")
-    return records
-
-
-def _check_mode(mode: int, is_dir: bool, name: str) -> None:
-    kind = "directory" if is_dir else "file"
-    extra = mode & ~0o7777
-    if extra and extra != (stat.S_IFDIR if is_dir else stat.S_IFREG):
-        raise _unsafe(f"{kind} {name!r} has mode {mode:#o}, which names another file type", name)
-    for bit, what in ((stat.S_ISUID, "setuid"), (stat.S_ISGID, "setgid"), (stat.S_ISVTX, "sticky")):
-        if mode & bit:
-            raise _unsafe(f"{kind} {name!r} has the {what} bit (mode {mode & 0o7777:04o})", name)
-    if mode & stat.S_IWOTH:
-        raise _unsafe(f"{kind} {name!r} is world-writable (mode {mode & 0o7777:04o})", name)
-    if not is_dir and not mode & stat.S_IRUSR:
-        raise _unsafe(f"file {name!r} is not readable by its owner (mode {mode & 0o7777:04o})", name)
-    if not is_dir and mode & (stat.S_IXGRP | stat.S_IXOTH) and not mode & stat.S_IXUSR:
-        raise _unsafe(
-            f"file {name!r} is executable by group or others but not by its owner (mode {mode & 0o7777:04o}): "
-            "other extractors would write it executable, signery would not",
-            name,
-        )
-
-
 def _walk(path: Path, limits: TarLimits, where: str) -> Iterator[_Item]:
     """Every member of the bundle at ``path``, checked; raises at the first refusal."""
     with Path(path).open("rb") as fh:
         compressed = max(os.fstat(fh.fileno()).st_size, 1)
-        stream = _Gunzip(fh, where)
+        stream = Gunzip(fh, where)
         count = 0
         total = 0
         pax: dict[str, str] | None = None
@@ -466,45 +156,45 @@ def _walk(path: Path, limits: TarLimits, where: str) -> Iterator[_Item]:
         chain: list[bytes] = []  # the extended headers before the coming member
         while True:
             offset = stream.produced
-            block = stream.read(_BLOCK)
+            block = stream.read(BLOCK)
             if not block:
                 raise MalformedError(
                     f"{where} is not a readable .tar.gz: the tar stream ends without its end-of-archive marker "
                     "(truncated)",
                     subject=where,
                 )
-            if len(block) < _BLOCK:
+            if len(block) < BLOCK:
                 raise MalformedError(f"{where} is not a readable .tar.gz: truncated tar header", subject=where)
-            if block == _ZERO_BLOCK:
+            if block == ZERO_BLOCK:
                 if chain:
                     raise MalformedError(
                         f"{where}: an extended header at the end of the archive describes no member", subject=where
                     )
                 _check_end(stream, where)
                 return
-            header = _Header(block, offset, where)
+            header = Header(block, offset, where)
             kind = header.type
             if kind in (b"x", b"L", b"K"):
                 label = {b"x": "PAX header", b"L": "GNU long name", b"K": "GNU long link name"}[kind]
                 prior = (pax or {}).get("path") or long_name  # a name the chain gave the member already
                 known = prior or header.raw_name_text() or where
                 if header.size > MAX_EXTENDED_HEADER:
-                    raise _unsafe(f"{where}: {label} of {header.size} bytes (at offset {offset})", known)
+                    raise unsafe(f"{where}: {label} of {header.size} bytes (at offset {offset})", known)
                 data = stream.read_exact(header.size, f"{label} at offset {offset}")
                 _check_padding(stream, header.size, known, where)
                 records: dict[str, str] | None = None
                 text: str | None = None
                 if kind == b"x":
-                    records = _parse_pax(data, where, known)
+                    records = parse_pax(data, where, known)
                     named = records.get("path")
                 else:
-                    text = _gnu_long_text(data, label, offset, where, known)
+                    text = gnu_long_text(data, label, offset, where, known)
                     named = text if kind == b"L" else None
                 if kind in chain or (kind == b"x" and b"L" in chain) or (kind == b"L" and b"x" in chain):
                     names = " and ".join(repr(n) for n in dict.fromkeys(n for n in (prior, named) if n))
-                    raise _unsafe(
+                    raise unsafe(
                         f"{where}: member {names or repr(known)} has more than one extended header ({label} after "
-                        f"{' and '.join(_CHAIN_NAMES[k] for k in chain)}): each can name it, and readers disagree "
+                        f"{' and '.join(CHAIN_NAMES[k] for k in chain)}): each can name it, and readers disagree "
                         "about which one wins",
                         prior or named or known,
                     )
@@ -520,59 +210,59 @@ def _walk(path: Path, limits: TarLimits, where: str) -> Iterator[_Item]:
                 try:
                     name_text = raw_name.decode("utf-8")
                 except UnicodeDecodeError:
-                    raise _unsafe(f"{where}: member name {raw_name!r} is not UTF-8", repr(raw_name)) from None
+                    raise unsafe(f"{where}: member name {raw_name!r} is not UTF-8", repr(raw_name)) from None
             subject = name_text or where
             # Bounds first: nothing else about a member is judged before its size is known to be acceptable.
             count += 1
             if count > limits.max_entries:
-                raise _unsafe(f"{where} has more than {limits.max_entries} members", subject)
+                raise unsafe(f"{where} has more than {limits.max_entries} members", subject)
             if pax and "size" in pax and int(pax["size"]) != header.size:
-                raise _unsafe(
+                raise unsafe(
                     f"{where}: member {subject!r}: its PAX size ({pax['size']}) differs from its header's "
                     f"({header.size}); readers that ignore PAX would read other data",
                     subject,
                 )
             if header.size > limits.max_entry_size:
-                raise _unsafe(f"member {subject!r} would expand to {header.size} bytes", subject)
+                raise unsafe(f"member {subject!r} would expand to {header.size} bytes", subject)
             total += header.size
             if total > limits.max_total_size:
-                raise _unsafe(f"{where} would expand to more than {limits.max_total_size} bytes", subject)
+                raise unsafe(f"{where} would expand to more than {limits.max_total_size} bytes", subject)
             if total > limits.ratio_floor and total > limits.max_ratio * compressed:
-                raise _unsafe(
+                raise unsafe(
                     f"{where} would expand to {total} bytes from {compressed} (more than {limits.max_ratio}:1)",
                     subject,
                 )
             if kind == b"g":
-                raise _unsafe(
+                raise unsafe(
                     f"{where}: PAX global header {subject!r} (Python applies it to every later member, Go ignores it)",
                     subject,
                 )
             if b"K" in chain:
-                raise _unsafe(
+                raise unsafe(
                     f"{where}: member {subject!r} carries a GNU long link name (links are not accepted, and a "
                     "link target on a file means different things to different readers)",
                     subject,
                 )
             if kind not in (b"0", b"\x00", b"5"):
-                what = _TYPE_NAMES.get(kind, f"of unknown type {kind!r}")
-                raise _unsafe(f"member {subject!r} is {what}", subject)
+                what = TYPE_NAMES.get(kind, f"of unknown type {kind!r}")
+                raise unsafe(f"member {subject!r} is {what}", subject)
             is_dir = kind == b"5"
             if header.link_name():
-                raise _unsafe(f"member {subject!r} has a link target but is not a link", subject)
+                raise unsafe(f"member {subject!r} has a link target but is not a link", subject)
             if is_dir and header.size:
-                raise _unsafe(f"directory {subject!r} has {header.size} bytes of data", subject)
+                raise unsafe(f"directory {subject!r} has {header.size} bytes of data", subject)
             name = name_text
             while name.startswith("./"):
                 name = name[2:]
             if not is_dir and name.endswith("/"):
-                raise _unsafe(
+                raise unsafe(
                     f"regular file {subject!r} has a name ending in '/' (some readers make it a directory)", subject
                 )
             is_root = name in ("", ".")
-            _check_mode(header.mode, is_dir, "." if is_root else name.rstrip("/") or name)
+            check_mode(header.mode, is_dir, "." if is_root else name.rstrip("/") or name)
             if is_root:
                 if not is_dir:
-                    raise _unsafe(f"{where}: a file member named {subject!r}", subject)
+                    raise unsafe(f"{where}: a file member named {subject!r}", subject)
                 body = _Body(stream, 0, ".")
                 yield _Item(None, body)
             else:
@@ -588,43 +278,43 @@ def _walk(path: Path, limits: TarLimits, where: str) -> Iterator[_Item]:
             chain = []
 
 
-def _check_padding(stream: _Gunzip, size: int, subject: str, where: str) -> None:
-    pad = -size % _BLOCK
+def _check_padding(stream: Gunzip, size: int, subject: str, where: str) -> None:
+    pad = -size % BLOCK
     if pad and stream.read_exact(pad, f"padding after {subject!r}").strip(b"\x00"):
-        raise _unsafe(f"{where}: non-zero bytes in the padding after {subject!r}", subject)
+        raise unsafe(f"{where}: non-zero bytes in the padding after {subject!r}", subject)
 
 
-def _check_end(stream: _Gunzip, where: str) -> None:
-    second = stream.read(_BLOCK)
-    if len(second) < _BLOCK:
+def _check_end(stream: Gunzip, where: str) -> None:
+    second = stream.read(BLOCK)
+    if len(second) < BLOCK:
         raise MalformedError(
             f"{where} is not a readable .tar.gz: the end-of-archive marker is a single zero block (truncated)",
             subject=where,
         )
-    if second != _ZERO_BLOCK:
-        raise _unsafe(
-            f"{where}: data after a lone zero block at offset {stream.produced - 2 * _BLOCK} (Python stops there, "
+    if second != ZERO_BLOCK:
+        raise unsafe(
+            f"{where}: data after a lone zero block at offset {stream.produced - 2 * BLOCK} (Python stops there, "
             "GNU tar reads on)",
             where,
         )
     trailer = 0
-    while chunk := stream.read(_CHUNK):
+    while chunk := stream.read(CHUNK):
         if chunk.strip(b"\x00"):
-            raise _unsafe(
+            raise unsafe(
                 f"{where}: data after the end-of-archive marker (offset {stream.produced - len(chunk)}): readers "
                 "that skip zero blocks would extract it",
                 where,
             )
         trailer += len(chunk)
         if trailer > MAX_TRAILER:
-            raise _unsafe(f"{where}: more than {MAX_TRAILER} bytes of padding after the end of the archive", where)
+            raise unsafe(f"{where}: more than {MAX_TRAILER} bytes of padding after the end of the archive", where)
 
 
 def is_gzip(path: Path) -> bool:
     """Whether ``path`` starts like a gzip file (cheap sniff; :func:`scan_tar` decides)."""
     try:
         with Path(path).open("rb") as fh:
-            return fh.read(2) == _GZIP_MAGIC
+            return fh.read(2) == GZIP_MAGIC
     except OSError:
         return False
 
@@ -654,12 +344,12 @@ def scan_tar(
         m = item.member
         if m is None:  # "." itself: the extraction root
             if "." in seen:
-                raise _unsafe(f"{where}: more than one member names the extraction root '.'", ".")
+                raise unsafe(f"{where}: more than one member names the extraction root '.'", ".")
             seen["."] = "."
             continue
         folded = fold_name(m.name)
         if folded in seen:
-            raise _unsafe(f"duplicate member {m.name!r} (clashes with {seen[folded]!r})", m.name)
+            raise unsafe(f"duplicate member {m.name!r} (clashes with {seen[folded]!r})", m.name)
         seen[folded] = m.name
         if capture is not None and not m.is_dir and m.size <= capture_max and capture(m.name):
             manifests[m.name] = b"".join(item.body.chunks())
@@ -669,7 +359,7 @@ def scan_tar(
         parts = fold_name(m.name).split("/")
         for i in range(1, len(parts)):
             if "/".join(parts[:i]) in files:
-                raise _unsafe(f"member {m.name!r} lies under a file of the same name", m.name)
+                raise unsafe(f"member {m.name!r} lies under a file of the same name", m.name)
     return TarListing(tuple(members), manifests)
 
 
@@ -690,7 +380,6 @@ def extract_tar(
     """
     where = source or str(path)
     expected = {m.name: m for m in listing.members}
-    prefix = f"{root}/" if root else ""
     written: dict[str, str] = {}
     seen = 0
     for item in _walk(path, _relaxed(listing), where):
@@ -699,21 +388,16 @@ def extract_tar(
         name = item.member.name
         m = expected.get(name)
         if m is None or m != item.member:
-            raise _unsafe(f"{where} changed while it was being installed", name)
+            raise unsafe(f"{where} changed while it was being installed", name)
         seen += 1
-        if name == root or not name.startswith(prefix):
-            continue
-        rel = name[len(prefix) :]
-        parts = rel.split("/")
-        if m.is_dir:
-            make_dirs(dest, parts)
-            continue
-        parent = make_dirs(dest, parts[:-1])
-        written[rel] = write_new_file(parent / parts[-1], item.body.chunks(), executable=m.executable)
-        if on_file is not None:
-            on_file(rel)
+        placed = write_entry(dest, name, item.body.chunks(), root=root, is_dir=m.is_dir, executable=m.executable)
+        if placed is not None:
+            rel, digest = placed
+            written[rel] = digest
+            if on_file is not None:
+                on_file(rel)
     if seen != len(expected):
-        raise _unsafe(f"{where} changed while it was being installed", where)
+        raise unsafe(f"{where} changed while it was being installed", where)
     return written
 
 
@@ -734,8 +418,30 @@ def make_dirs(dest: Path, parts: list[str]) -> Path:
             os.mkdir(target, 0o755)
         except FileExistsError:
             if target.is_symlink() or not target.is_dir():
-                raise _unsafe(f"{target} exists and is not a directory", part) from None
+                raise unsafe(f"{target} exists and is not a directory", part) from None
     return target
+
+
+def write_entry(
+    dest: Path, name: str, chunks: Iterable[bytes | memoryview], *, root: str, is_dir: bool, executable: bool
+) -> tuple[str, str] | None:
+    """Create the archive entry ``name`` (``/``-separated) in ``dest`` when it lies under ``root``, as a directory
+    0755 or a new file (0755 when ``executable``, else 0644) holding ``chunks``.
+
+    Returns the file's path relative to ``dest`` and its SHA-256 (hex); ``None`` for a directory, ``root`` itself and
+    anything outside it (the manifest reader made sure nothing else lies outside). ``chunks`` is read only for a
+    file.
+    """
+    prefix = f"{root}/" if root else ""
+    if name == root or not name.startswith(prefix):
+        return None
+    rel = name[len(prefix) :]
+    parts = rel.split("/")
+    if is_dir:
+        make_dirs(dest, parts)
+        return None
+    parent = make_dirs(dest, parts[:-1])
+    return rel, write_new_file(parent / parts[-1], chunks, executable=executable)
 
 
 def write_new_file(target: Path, chunks: Iterable[bytes | memoryview], *, executable: bool = False) -> str:
@@ -761,5 +467,6 @@ __all__ = [
     "is_gzip",
     "make_dirs",
     "scan_tar",
+    "write_entry",
     "write_new_file",
 ]

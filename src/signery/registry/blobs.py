@@ -8,12 +8,11 @@ so a blob file is either whole or absent, and nothing half-written is ever serve
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import tempfile
 import time
 from pathlib import Path
 
+from .._internal.files import StagedFile, fsync_dir
 from ..errors import EnvironmentFailure, MalformedError, TamperedError
 from .naming import check_sha256
 
@@ -33,36 +32,23 @@ class StagedUpload:
     """
 
     def __init__(self, staging_dir: Path, *, max_size: int) -> None:
-        self._dir = staging_dir
-        self._max = max_size
-        fd, name = tempfile.mkstemp(prefix=".upload-", suffix=".tmp", dir=staging_dir)
-        self._path = Path(name)
-        self._fh = os.fdopen(fd, "wb")
-        self._hash = hashlib.sha256()
-        self.size = 0
+        self._file = StagedFile(staging_dir, limit=max_size, what="upload", limit_error=BlobTooLargeError)
+
+    @property
+    def size(self) -> int:
+        return self._file.size
 
     def write(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        if self.size > self._max:
-            self.discard()
-            raise BlobTooLargeError(f"upload exceeds the limit of {self._max} bytes", subject="upload")
-        self._hash.update(chunk)
-        self._fh.write(chunk)
+        """Append ``chunk``; past ``max_size`` the upload is discarded and refused."""
+        self._file.write(chunk)
 
     def commit(self) -> tuple[str, int]:
         """Make the staged file durable under its digest; returns ``(sha256, size)``."""
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        digest = self._hash.hexdigest()
-        os.replace(self._path, self._dir / digest)
-        return digest, self.size
+        self._file.commit()
+        return self._file.sha256, self._file.size
 
     def discard(self) -> None:
-        with contextlib.suppress(OSError):
-            self._fh.close()
-        with contextlib.suppress(FileNotFoundError):
-            self._path.unlink()
+        self._file.discard()
 
 
 class BlobStore:
@@ -101,11 +87,7 @@ class BlobStore:
         except FileNotFoundError:
             if not target.is_file():  # a concurrent publish of the same bytes may have moved it first
                 raise EnvironmentFailure(f"staged upload {sha256} vanished", subject=sha256) from None
-        fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(target.parent)
         return target
 
     def open_checked(self, sha256: str, *, size: int) -> Path:

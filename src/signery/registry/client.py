@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +24,12 @@ from urllib.parse import quote
 
 import httpx
 
+from .._internal.files import staged_file
 from ..errors import (
+    ConflictError,
     EnvironmentFailure,
     MalformedError,
+    NotFoundError,
     PolicyViolationError,
     Reason,
     SigneryError,
@@ -35,7 +37,6 @@ from ..errors import (
     UsageError,
     VerificationError,
 )
-from .exceptions import ConflictError, NotFoundError
 from .index import PackageSummary, SignatureEntry, VersionIndex
 from .naming import Version, check_filename, check_name
 from .tokens import AuthenticationError
@@ -223,43 +224,19 @@ class RegistryClient:
 
     def _download(self, url: str, sha256: str, size: int, dest_dir: Path, what: str) -> Path:
         """Stream ``url`` into a temporary file in ``dest_dir``; refuse a byte more than ``size`` or a wrong hash."""
-        fd, name = tempfile.mkstemp(prefix=".fetch-", suffix=".part", dir=dest_dir)
-        tmp = Path(name)
-        try:
-            digest = hashlib.sha256()
-            received = 0
-            with os.fdopen(fd, "wb") as fh:
-                try:
-                    with self._http.stream("GET", url) as response:
-                        if response.status_code >= 400:
-                            _read_bounded(response)
-                            raise _error_from_response(response, what)
-                        if response.status_code != 200:
-                            raise MalformedError(f"{what}: unexpected HTTP {response.status_code}", subject=url)
-                        for chunk in response.iter_raw(DOWNLOAD_CHUNK):
-                            received += len(chunk)
-                            if received > size:
-                                raise TamperedError(
-                                    f"{what}: the registry sent more than the {size} bytes its index announced",
-                                    subject=what,
-                                )
-                            digest.update(chunk)
-                            fh.write(chunk)
-                except httpx.HTTPError as exc:
-                    raise EnvironmentFailure(f"{what}: {exc.__class__.__name__}: {exc}", subject=url) from exc
-                fh.flush()
-                os.fsync(fh.fileno())
-            if received != size:
-                raise TamperedError(f"{what}: received {received} bytes, the index announced {size}", subject=what)
-            if digest.hexdigest() != sha256:
-                raise TamperedError(
-                    f"{what}: SHA-256 {digest.hexdigest()} differs from the index's {sha256}", subject=what
-                )
-            return tmp
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
+        with staged_file(dest_dir, sha256=sha256, size=size, what=what, announced_by="the registry's index") as out:
+            try:
+                with self._http.stream("GET", url) as response:
+                    if response.status_code >= 400:
+                        _read_bounded(response)
+                        raise _error_from_response(response, what)
+                    if response.status_code != 200:
+                        raise MalformedError(f"{what}: unexpected HTTP {response.status_code}", subject=url)
+                    for chunk in response.iter_raw(DOWNLOAD_CHUNK):
+                        out.write(chunk)
+            except httpx.HTTPError as exc:
+                raise EnvironmentFailure(f"{what}: {exc.__class__.__name__}: {exc}", subject=url) from exc
+        return out.path
 
     # -- publishing ---------------------------------------------------------------------------------------------
 

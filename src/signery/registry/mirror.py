@@ -13,29 +13,24 @@ bounded in count and size, and checks every file against the index's size and SH
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import io
 import json
-import os
 import tarfile
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from .._fs import atomic_writer
+from .._internal.files import atomic_writer, staged_file
 from ..archive import check_entry_name
-from ..errors import MalformedError, TamperedError, UnsafeArchiveError
+from ..errors import MalformedError, NotFoundError, TamperedError, UnsafeArchiveError
 from .client import FetchedPackage, RegistryClient, land_files
-from .exceptions import NotFoundError
 from .index import VersionIndex
 from .naming import Version, latest_version
 
 BUNDLE_FORMAT = "signery-bundle/1"
 MAX_BUNDLE_MEMBERS = 100_000  # inode and memory bound; a mirror of thousands of packages still fits
 MAX_INDEX_SIZE = 64 << 20  # the index of a very large mirror; beyond this it is an attack on the JSON parser
-COPY_CHUNK = 1 << 20
 
 
 def _member_name(index: VersionIndex, filename: str) -> str:
@@ -167,27 +162,9 @@ class Bundle:
             raise TamperedError(f"{member} is {info.size} bytes, the index says {size}", subject=member)
         src = self._tar.extractfile(info)
         assert src is not None
-        fd, name = tempfile.mkstemp(prefix=".bundle-", suffix=".part", dir=dest_dir)
-        tmp = Path(name)
-        try:
-            digest = hashlib.sha256()
-            with os.fdopen(fd, "wb") as out:
-                _copy(src, out, digest)
-                out.flush()
-                os.fsync(out.fileno())
-            if digest.hexdigest() != sha256:
-                raise TamperedError(f"{member}: SHA-256 differs from the bundle index", subject=member)
-            return tmp
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
-
-
-def _copy(src: IO[bytes], out: IO[bytes], digest: Any) -> None:
-    while chunk := src.read(COPY_CHUNK):
-        digest.update(chunk)
-        out.write(chunk)
+        with staged_file(dest_dir, sha256=sha256, size=size, what=member, announced_by="the bundle index") as out:
+            out.copy_from(src)
+        return out.path
 
 
 def open_bundle(bundle: Path, name: str, version: str | None, dest_dir: Path) -> FetchedPackage:

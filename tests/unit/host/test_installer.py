@@ -233,6 +233,47 @@ def test_prerelease_is_older_than_release(
         install_package(signed(tmp_path, key, version="2.0.0-rc.1"), plugins_dir=plugins, policy=FORCED, trust=trust)
 
 
+def test_four_part_versions_order_after_the_three_parts_they_extend(
+    tmp_path: Path, plugins: Path, key: rsa.RSAPrivateKey, trust: TrustSet
+) -> None:
+    install_package(signed(tmp_path, key, version="1.2.3"), plugins_dir=plugins, policy=FORCED, trust=trust)
+    install_package(signed(tmp_path, key, version="1.2.3.1"), plugins_dir=plugins, policy=FORCED, trust=trust)
+    assert list_installed(plugins)[0].version == "1.2.3.1"
+    with pytest.raises(PolicyViolationError, match="older"):
+        install_package(signed(tmp_path, key, version="1.2.3.0"), plugins_dir=plugins, policy=FORCED, trust=trust)
+    install_package(signed(tmp_path, key, version="1.2.4"), plugins_dir=plugins, policy=FORCED, trust=trust)
+    assert list_installed(plugins)[0].version == "1.2.4"
+
+
+@pytest.mark.parametrize("version", ["v1.2.3", "1.2.3.4.5", "01.2.3", "1.2.3_beta"])
+def test_a_version_the_registry_refuses_is_refused_at_install(
+    tmp_path: Path, plugins: Path, key: rsa.RSAPrivateKey, trust: TrustSet, version: str
+) -> None:
+    """One version rule: signery.package.Version decides for the installer and the registry alike."""
+    pkg = signed(tmp_path, key, version=version)
+    with pytest.raises(MalformedError, match="not a version") as err:
+        install_package(pkg, plugins_dir=plugins, policy=FORCED, trust=trust)
+    assert err.value.subject == f"{pkg}:manifest.yaml" and repr(version) in err.value.message
+    assert only_state(plugins) == NOTHING
+
+
+def test_an_installed_version_that_cannot_be_ordered_needs_the_flag(
+    tmp_path: Path, plugins: Path, key: rsa.RSAPrivateKey, trust: TrustSet
+) -> None:
+    """A record written before versions had one rule (``v1.0``): no upgrade can be ordered after it."""
+    install_package(signed(tmp_path, key, version="1.0.0"), plugins_dir=plugins, policy=FORCED, trust=trust)
+    record_file = plugins / ".signery" / "store" / "hello" / "record.json"
+    doc = json.loads(record_file.read_text())
+    record_file.write_text(json.dumps({**doc, "version": "v1.0"}))
+    with pytest.raises(PolicyViolationError, match=r"cannot order the installed version 'v1\.0'") as err:
+        install_package(signed(tmp_path, key, version="2.0.0"), plugins_dir=plugins, policy=FORCED, trust=trust)
+    assert err.value.hint == "--allow-downgrade installs it anyway"
+    r = install_package(
+        signed(tmp_path, key, version="2.0.0"), plugins_dir=plugins, policy=FORCED, trust=trust, allow_downgrade=True
+    )
+    assert r.version == "2.0.0"
+
+
 def test_another_author_cannot_take_over_a_name(
     tmp_path: Path, plugins: Path, key: rsa.RSAPrivateKey, trust: TrustSet
 ) -> None:
