@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 from ._fs import atomic_write_bytes
+from ._internal.files import read_bounded
 from .errors import MalformedError, Reason, UsageError, VerificationError
 
 PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
@@ -62,6 +63,11 @@ class Signer(Protocol):
 
     ``sign`` signs a (small) message; ``sign_digest`` signs a digest computed elsewhere (not possible for
     Ed25519, which signs messages only). RSA keys take ``rsa_padding``; EC keys use ``hash_name`` for ECDSA.
+
+    Every format signs through this one protocol. OpenPGP needs one more thing, the key's OpenPGP identity (its
+    fingerprint covers the key's creation time): :func:`signery.openpgp.bind_signer` binds a signer to its
+    certificate or creation time, and OpenPGP then asks for PKCS#1 v1.5 (RSA), ``sign(digest)`` (Ed25519) or
+    ``sign_digest`` (ECDSA).
     """
 
     @property
@@ -262,15 +268,11 @@ def generate_private_key(algorithm: str = "ed25519") -> PrivateKey:
 def read_key_file(path: Path) -> bytes:
     """A key file's bytes, bounded (a key is a few KiB); missing or unreadable files are usage errors."""
     try:
-        with Path(path).open("rb") as fh:
-            data = fh.read(MAX_KEY_FILE_BYTES + 1)
+        return read_bounded(path, MAX_KEY_FILE_BYTES, what="key file")
     except FileNotFoundError:
         raise UsageError(f"key file {path} does not exist", subject=str(path)) from None
     except OSError as exc:
         raise UsageError(f"key file {path} cannot be read: {exc.strerror}", subject=str(path)) from None
-    if len(data) > MAX_KEY_FILE_BYTES:
-        raise MalformedError(f"{path} is too large to be a key file", subject=str(path))
-    return data
 
 
 def load_private_key(data: bytes, *, passphrase: bytes | None = None, source: str = "private key") -> PrivateKey:

@@ -124,3 +124,19 @@ def test_not_openpgp_refused_by_trust(tmp_path: Path, home: Path) -> None:
     junk.write_text("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nnot base64!\n-----END PGP PUBLIC KEY BLOCK-----\n")
     code, _, err = run("trust", "add", junk)
     assert code == 2 and "junk.asc" in err
+
+
+def test_sign_reports_the_fingerprint_and_refuses_a_pem_key_clearly(tmp_path: Path, pkg: Path, home: Path) -> None:
+    code, out, err = run(
+        "keygen", "olga", "--format", "openpgp", "--uid", "Olga <olga@example.org>", "--algorithm", "ed25519",
+        "--out-dir", tmp_path, "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    fingerprint = json.loads(out)["key_id"]
+    code, out, err = run("sign", pkg, "--format", "openpgp", "--key", tmp_path / "olga.private.asc", "--json")
+    assert code == 0, err
+    assert json.loads(out)["key_id"] == fingerprint  # the OpenPGP identity, not signery's SPKI key id
+    # a PEM key (native's) is not an OpenPGP key: a usage error that says so, never a traceback
+    assert run("keygen", "pem", "--out-dir", tmp_path)[0] == 0
+    code, _, err = run("sign", pkg, "--format", "openpgp", "--key", tmp_path / "pem.private.pem")
+    assert code == 2 and "PEM key, not an OpenPGP secret key" in err

@@ -1,9 +1,10 @@
 """OpenPGP interoperability with the real tools: gpg (temporary GNUPGHOME), sq and sqop.
 
 Every bullet of issue 4's "Interoperability" section is here: signery's signatures verify with gpg, sq and sqop
-(binary and armored, RSA and Ed25519); gpg's and sq's detached signatures verify in signery; gpg secret keys
-(passphrase, signing subkey, binary or armored) sign in signery; signery keys import into gpg and sq; SHA-1,
-expired and revoked keys give the right reasons. Certificates are compared with pysequoia and gpg's own view.
+(binary and armored, RSA, Ed25519 and ECDSA); gpg's and sq's detached signatures verify in signery; gpg secret keys
+(passphrase, signing subkey, binary or armored, NIST P-256) sign in signery; signery keys import into gpg and sq;
+plain ``keys.FileSigner`` keys bound to a certificate sign for gpg, sq and sqop; SHA-1, expired and revoked keys
+give the right reasons. Certificates are compared with pysequoia and gpg's own view.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import pysequoia
 import pytest
 
-from signery import openpgp
+from signery import keys, openpgp
 from signery.errors import MalformedError, Reason
 from signery.formats import openpgp as fmt
 from signery.trust import TrustSet, load_trusted_key_file
@@ -68,6 +69,8 @@ def gpg(work: Path) -> Gpg:
     g("--quick-add-key", g.fingerprint("erin@example.org"), "ed25519", "sign", "never")
     # RSA-3072 primary that signs itself, as Mattermost's guide makes.
     g("--quick-gen-key", "Rita <rita@example.org>", "rsa3072", "sign", "never")
+    # ECDSA over NIST P-256, the curve most HSMs hold.
+    g("--quick-gen-key", "Nina <nina@example.org>", "nistp256", "sign", "never")
     return g
 
 
@@ -130,7 +133,7 @@ def test_signery_signature_verifies_with_gpg_sq_sqop(
 # -- the others sign, signery verifies ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("uid", ["erin@example.org", "rita@example.org"])
+@pytest.mark.parametrize("uid", ["erin@example.org", "rita@example.org", "nina@example.org"])
 @pytest.mark.parametrize("armored", [False, True])
 def test_gpg_detached_signature_verifies(gpg: Gpg, uid: str, armored: bool, subject: Path, work: Path) -> None:
     sig = work / f"gpg-{uid}-{armored}.sig"
@@ -204,6 +207,38 @@ def test_gpg_rsa_secret_key_signs_in_signery(gpg: Gpg, subject: Path, work: Path
     assert signer.pubkey_algorithm == 1 and signer.fingerprint == gpg.fingerprint("rita@example.org")
     sig = fmt.sign(subject, signer, output=work / "rita-by-signery.sig")
     assert gpg("--verify", str(sig), str(subject), check=False).returncode == 0
+
+
+def test_gpg_ecdsa_secret_key_signs_in_signery(gpg: Gpg, subject: Path, work: Path) -> None:
+    secret = gpg("--export-secret-keys", "nina@example.org").stdout
+    signer = openpgp.load_signer(secret, passphrase=PASS.encode(), source="nina.sec")
+    assert signer.pubkey_algorithm == 19 and signer.fingerprint == gpg.fingerprint("nina@example.org")
+    sig = fmt.sign(subject, signer, output=work / "nina-by-signery.sig")
+    out = gpg("--verify", str(sig), str(subject), check=False)
+    assert out.returncode == 0 and b"Good signature" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("alg", ["ed25519", "ecdsa-p256", "ecdsa-p384", "rsa-3072"])
+def test_plain_file_signer_bound_to_its_certificate_verifies_everywhere(alg: str, subject: Path, work: Path) -> None:
+    """One Signer: a PEM key (what native and Dify sign with, or an HSM) signs OpenPGP once bound to a certificate."""
+    for tool in ("gpg", "sq", "sqop"):
+        require_tool(tool)
+    plain = keys.FileSigner(keys.generate_private_key(alg))
+    cert = openpgp.certificate_for(plain, uid=f"Plain <{alg}@example.org>", created=datetime.now(UTC))
+    pub = work / f"plain-{alg}.asc"
+    pub.write_text(cert)
+    sig = fmt.sign(subject, plain, certificate=cert, output=work / f"plain-{alg}.sig")
+    home = work / f"home-plain-{alg}"
+    home.mkdir(mode=0o700)
+    g = Gpg(home)
+    g("--import", str(pub))
+    out = g("--verify", str(sig), str(subject), check=False)
+    assert out.returncode == 0 and b"Good signature" in out.stderr, out.stderr
+    sq = _run("sq", "verify", "--detached", str(sig), "--signer-cert", str(pub), str(subject))
+    assert sq.returncode == 0, sq.stderr
+    sqop = _run("sqop", "verify", str(sig), str(pub), input=subject.read_bytes())
+    assert sqop.returncode == 0, sqop.stderr
+    assert fmt.verify(subject, trust=_trust_from((alg, cert.encode()), work=work), signature=sig).verified
 
 
 def test_signery_secret_key_imports_into_gpg(

@@ -13,8 +13,9 @@ from cryptography.hazmat.primitives.hashes import SHA256
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from signery import openpgp
+from signery import keys, openpgp
 from signery.errors import MalformedError, SigneryError, UsageError
+from signery.openpgp._keys import key_packet
 
 CREATED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -117,6 +118,79 @@ def test_sign_hash_raw_values() -> None:
         openpgp.signer_from_private_key(ekey, created=CREATED).sign_hash(b"x" * 20, hash_algorithm="sha1")
 
 
+def test_pem_key_is_not_an_openpgp_key() -> None:
+    pem = keys.private_key_pem(ed25519.Ed25519PrivateKey.generate())
+    with pytest.raises(UsageError, match="PEM key, not an OpenPGP secret key") as err:
+        openpgp.load_signer(pem, source="alice.private.pem")
+    assert err.value.hint is not None and "bind_signer" in err.value.hint
+
+
+def test_gnu_dummy_stub_is_its_own_error() -> None:
+    from signery.openpgp._secret import StubKeyError, decrypt_secret
+
+    stub = bytes([254, 9, 101, 0]) + b"GNU\x01"  # AES-256, S2K 101 (gnu-dummy)
+    with pytest.raises(StubKeyError, match="stub"):
+        decrypt_secret(stub, b"pw", source="card.sec")
+    with pytest.raises(MalformedError, match="AEAD"):
+        decrypt_secret(bytes([253, 9, 2, 3]), b"pw", source="new.sec")
+
+
+def test_certificate_for_any_signer_matches_the_plain_key_path() -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+    via_signer = openpgp.certificate_for(keys.FileSigner(key), uid="Svc <svc@example.org>", created=CREATED)
+    assert via_signer == openpgp.certificate_from_private_key(key, uid="Svc <svc@example.org>", created=CREATED)
+    bound = openpgp.bind_signer(keys.FileSigner(key), certificate=via_signer)
+    assert bound.fingerprint == openpgp.bind_signer(keys.FileSigner(key), created=CREATED).fingerprint
+    assert bound.certificate is not None and "PUBLIC KEY BLOCK" in bound.certificate
+
+
+COMPAT_NAMES = (
+    "CLOCK_SKEW",
+    "HASH_IDS",
+    "PK_NAMES",
+    "SIG_BINARY",
+    "SIG_PRIMARY_BINDING",
+    "SIG_SUBKEY_BINDING",
+    "SIG_SUBKEY_REVOCATION",
+    "STRONG_HASHES",
+    "TAG_MARKER",
+    "TAG_PUBLIC_SUBKEY",
+    "TAG_SIGNATURE",
+    "TAG_USER_ID",
+    "Certificate",
+    "Component",
+    "KeyPacket",
+    "OpenPGPSigner",
+    "SignaturePacket",
+    "armor",
+    "check_signature_value",
+    "dearmor",
+    "encode_packet",
+    "is_armored",
+    "iter_packets",
+    "make_signature",
+    "mpi",
+    "parse_certificate",
+    "parse_key_packet",
+    "parse_signature",
+    "subpacket",
+    "GeneratedKey",
+    "PrivateKey",
+    "certificate_from_private_key",
+    "signer_from_private_key",
+    "inspect_certificate",
+    "generate_key",
+    "load_signer",
+)
+
+
+def test_packet_level_names_stay_importable() -> None:
+    """The split into private modules keeps every name callers imported from signery.openpgp."""
+    for name in COMPAT_NAMES:
+        assert hasattr(openpgp, name), name
+    assert all(hasattr(openpgp, name) for name in openpgp.__all__)
+
+
 def test_expiry_is_reported() -> None:
     key = ed25519.Ed25519PrivateKey.generate()
     expires = CREATED + timedelta(days=30)
@@ -179,8 +253,8 @@ def test_stolen_subkey_without_back_signature_cannot_sign() -> None:
     """Binding someone else's key as a signing subkey needs that key's back-signature (0x19)."""
     owner = ed25519.Ed25519PrivateKey.generate()
     victim = ed25519.Ed25519PrivateKey.generate()
-    key = openpgp._key_packet(owner, CREATED)
-    sub = openpgp._key_packet(victim, CREATED)
+    key = key_packet(owner.public_key(), CREATED)
+    sub = key_packet(victim.public_key(), CREATED)
     cert = openpgp.dearmor(
         openpgp.certificate_from_private_key(owner, uid="O <o@example.org>", created=CREATED).encode(), source="o"
     )[0]
@@ -199,7 +273,7 @@ def test_stolen_subkey_without_back_signature_cannot_sign() -> None:
 
 def test_sha1_self_signature_refused() -> None:
     key = rsa.generate_private_key(65537, 2048)
-    kp = openpgp._key_packet(key, CREATED)
+    kp = key_packet(key.public_key(), CREATED)
     uid = b"Old <old@example.org>"
     hashed = openpgp.subpacket(2, struct.pack(">I", int(CREATED.timestamp()))) + openpgp.subpacket(27, b"\x03")
     prefix = bytes([4, 0x13, 1, 2]) + struct.pack(">H", len(hashed)) + hashed

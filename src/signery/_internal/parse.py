@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MalformedError
@@ -46,6 +47,32 @@ def _depth(doc: Any, limit: int) -> int:
             return deepest
         stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
     return deepest
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # how JSON spells a (possibly lone) surrogate
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def refuse_lone_surrogates(doc: Any, data: bytes | str, *, source: str) -> None:
+    """Refuse a JSON value holding a lone surrogate (``"\\ud800"``): Python keeps it in a ``str`` that no UTF-8
+    writer can encode, so it fails far from here (a YAML dump that does not read back, canonical JSON, printing).
+    Only documents that spell a surrogate escape at all are walked."""
+    found = _SURROGATE_ESCAPE_BYTES.search(data) if isinstance(data, bytes) else _SURROGATE_ESCAPE.search(data)
+    if not found:
+        return
+    stack = [doc]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise MalformedError(f"{source}: a string holds a lone UTF-16 surrogate", subject=source) from None
 
 
 def load_json(
@@ -83,6 +110,7 @@ def load_json(
         raise MalformedError(f"{source}: not valid JSON ({exc})", subject=source) from None
     if _depth(doc, max_depth) > max_depth:
         raise MalformedError(f"{source}: JSON nested deeper than {max_depth} levels", subject=source)
+    refuse_lone_surrogates(doc, data, source=source)
     return doc
 
 
@@ -227,4 +255,4 @@ def load_yaml(
         instance.dispose()
 
 
-__all__ = ["DEFAULT_MAX_DEPTH", "load_json", "load_yaml"]
+__all__ = ["DEFAULT_MAX_DEPTH", "load_json", "load_yaml", "refuse_lone_surrogates"]

@@ -30,7 +30,7 @@ from ._model import (
     ZipEntry,
 )
 from ._reader import ZipArchive
-from ._rules import check_entry_name
+from ._rules import check_entry_name, fold_name
 
 # -- writing ----------------------------------------------------------------------------------------------------
 
@@ -38,6 +38,25 @@ from ._rules import check_entry_name
 def _dos_time() -> tuple[int, int]:
     # A fixed timestamp (1980-01-01): signery's own entries are reproducible byte for byte.
     return 0, (0 << 9) | (1 << 5) | 1
+
+
+def _check_additions(kept: Sequence[ZipEntry], names: Sequence[str]) -> None:
+    """Refuse additions that the reader would refuse in the output: a name that folds to a kept entry's
+    (``.SIGNERY/Signatures.json``), one under a kept file (a file called ``.signery``), or one a kept entry lies
+    under. So signing never writes a package that verification refuses."""
+    folded = {fold_name(e.name): e for e in kept}
+    for name in names:
+        key = fold_name(name)
+        parts = key.split("/")
+        clash = folded.get(key) or next(
+            (e for i in range(1, len(parts)) if (e := folded.get("/".join(parts[:i]))) and not e.is_dir), None
+        )
+        clash = clash or next((e for k, e in folded.items() if k.startswith(key + "/")), None)
+        if clash is not None:
+            raise UnsafeArchiveError(
+                f"refusing to add {name!r}: the package's entry {clash.name!r} has the same or an enclosing name",
+                subject=clash.name,
+            )
 
 
 def rewrite_zip(
@@ -62,8 +81,7 @@ def rewrite_zip(
     new_comment = archive.comment if comment is None else comment
     if len(new_comment) > _MAX_COMMENT:
         raise MalformedError("ZIP comment too long")
-    if any(name in {e.name for e in kept} for name, _ in add):
-        raise UnsafeArchiveError("refusing to add an entry that already exists", subject=add[0][0])
+    _check_additions(kept, [name for name, _ in add])
     if dropped and kept and min(e.header_offset for e in dropped) < max(e.end_offset for e in kept):
         _rebuild(archive, out, kept, add, new_comment)
         return

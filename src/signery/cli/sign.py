@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import UsageError
 from ._common import Progress, emit_json, handle_errors, json_option, passphrase_from_env
+
+if TYPE_CHECKING:
+    from ..keys import Signer
 
 REMOTE_PREFIX = "remote:"
 
@@ -26,7 +29,7 @@ def _claims(values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _remote(key: str, server: str | None, fmt: str, ca_file: str | None) -> Any:
+def _remote(key: str, server: str | None, fmt: str, ca_file: str | None) -> Signer:
     from .. import remote  # type: ignore[attr-defined,unused-ignore]
 
     name = key[len(REMOTE_PREFIX) :]
@@ -36,15 +39,19 @@ def _remote(key: str, server: str | None, fmt: str, ca_file: str | None) -> Any:
     api_key = os.environ.get("SIGNERY_API_KEY")
     if not api_key:
         raise UsageError("remote keys need an API key in $SIGNERY_API_KEY", subject="SIGNERY_API_KEY")
-    if fmt == "openpgp":
+    if fmt == "openpgp":  # an OpenPGP service key, bound to the certificate the service publishes
         return remote.RemoteOpenPGPSigner(server, api_key, name, ca_file=ca_file)
     return remote.RemoteSigner(server, api_key, name, ca_file=ca_file)
 
 
 def load_signer(
     key: str | None, *, fmt: str, passphrase_env: str | None, server: str | None, ca_file: str | None = None
-) -> Any:
-    """The signer for ``--key``: a key file, or ``remote:NAME`` held by a signing service."""
+) -> Signer:
+    """The signer for ``--key``: a key file, or ``remote:NAME`` held by a signing service.
+
+    For ``openpgp`` it is an :class:`~signery.openpgp.OpenPGPSigner`: an OpenPGP secret key, or a service OpenPGP
+    key, each bound to its certificate.
+    """
     if fmt == "openpgp" and key is None and os.environ.get("ELASTIC_PACKAGE_SIGNER_PRIVATE_KEYFILE"):
         # Elastic's elastic-package conventions, honoured when no --key is given.
         key = os.environ["ELASTIC_PACKAGE_SIGNER_PRIVATE_KEYFILE"]
@@ -63,6 +70,15 @@ def load_signer(
     from ..keys import FileSigner, load_private_key_file
 
     return FileSigner(load_private_key_file(Path(key), passphrase=passphrase), name=key)
+
+
+def _identity(signer: Signer, fmt: str) -> str:
+    """How the signature names its key: the OpenPGP fingerprint, else signery's key id."""
+    if fmt != "openpgp":
+        return signer.key_id  # no OpenPGP import for the other formats: it costs tens of milliseconds
+    from ..openpgp import OpenPGPSigner
+
+    return signer.fingerprint if isinstance(signer, OpenPGPSigner) else signer.key_id
 
 
 @click.command()
@@ -152,7 +168,7 @@ def sign(
         written = module.sign(subject, signer, output=output, progress=bar.advance, **options)
     finally:
         bar.close()
-    kid = getattr(signer, "key_id", None) or getattr(signer, "fingerprint", None)
+    kid = _identity(signer, fmt)
     if as_json:
         emit_json({"ok": True, "format": fmt, "written": str(written), "key_id": kid})
     else:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, NamedTuple, TypeVar
 
-from .._internal.parse import load_json
+from .._internal.parse import load_json, refuse_lone_surrogates
 from ..digests import DIGEST_ALGORITHMS
 from ..errors import MalformedError, UsageError
 
@@ -106,6 +106,7 @@ class Statement:
             doc = json.loads(payload)
         except (ValueError, RecursionError) as exc:
             raise MalformedError(f"statement is not JSON: {exc}") from None
+        refuse_lone_surrogates(doc, payload, source="statement")
         if not isinstance(doc, dict) or doc.get("_type") != STATEMENT_TYPE:
             raise MalformedError("payload is not an in-toto Statement v1")
         if doc.get("predicateType") != PREDICATE_TYPE:

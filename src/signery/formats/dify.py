@@ -127,10 +127,10 @@ def parse_comment(comment: bytes, *, source: str) -> DifySignature | None:
     text = comment.strip()
     if not text.startswith(b"{") or len(text) > MAX_COMMENT_JSON:
         return None
-    try:
-        doc = json.loads(text)
-    except (ValueError, UnicodeDecodeError):
-        return None
+    try:  # bounded: a 4 KiB comment can nest 2,000 levels deep
+        doc = load_json(text, source=source, max_depth=4)
+    except MalformedError:
+        return None  # not a signature object the daemon (or anyone) reads: the package is unsigned
     if not isinstance(doc, dict) or "signature" not in doc:
         return None
     sig, when = doc.get("signature"), doc.get("time")

@@ -107,8 +107,14 @@ def _resource_digests(cv: ComponentVersion, hash_alg: HashName, *, update: bool,
             if not update:
                 raise TamperedError(f"{label} has no digest", subject=label)
             item["digest"] = digest_spec(algo, GENERIC_BLOB_DIGEST, actual)
-        elif not hmac.compare_digest(str(digest.get("value", "")).lower(), actual):
+        elif not _same_digest(digest.get("value", ""), actual):
             raise TamperedError(f"{label}: blob content does not match its recorded digest", subject=label)
+
+
+def _same_digest(recorded: object, actual: str) -> bool:
+    """Constant-time comparison of a recorded hex digest (any JSON value, from a hostile descriptor) with ours."""
+    text = str(recorded).lower().encode("utf-8", "surrogatepass")  # hmac compares non-ASCII str only as bytes
+    return hmac.compare_digest(text, actual.encode("ascii"))
 
 
 def _closure_digest(
@@ -148,8 +154,12 @@ def _closure_digest(
         stored = item.get("digest")
         if is_excluded(stored):
             continue
+        if stored is not None and not isinstance(stored, dict):
+            raise MalformedError(f"{label}.digest is not a mapping", subject=label)
         r_norm = (
-            check_algorithm(str(stored["normalisationAlgorithm"]), field=f"{label}.digest") if stored else normalisation
+            check_algorithm(str(stored.get("normalisationAlgorithm")), field=f"{label}.digest")
+            if stored
+            else normalisation
         )
         r_hash = hash_name(stored.get("hashAlgorithm"), field=f"{label}.digest.hashAlgorithm") if stored else hash_alg
         sub = _closure_digest(
@@ -166,7 +176,7 @@ def _closure_digest(
             if not fill:
                 raise TamperedError(f"{label} has no digest", subject=label)
             item["digest"] = digest_spec(r_hash, r_norm, actual)
-        elif not hmac.compare_digest(str(stored.get("value", "")).lower(), actual):
+        elif not _same_digest(stored.get("value", ""), actual):
             raise TamperedError(
                 f"{label}: referenced component version does not match its recorded digest", subject=label
             )
@@ -365,7 +375,7 @@ def verify_component_version(
         actual = descriptor_digest(checked, normalisation=norm, hash_alg=h)
         if norm == V1 and actual != recorded:  # OCM before the extraIdentity:null enforcement
             actual = descriptor_digest(checked, normalisation=norm, hash_alg=h, v1_null_extra_identity=False)
-        if not hmac.compare_digest(actual, recorded):
+        if not _same_digest(recorded, actual):
             raise TamperedError(
                 f"component descriptor {subject} does not match the digest signature {signature!r} signed",
                 subject="component descriptor",

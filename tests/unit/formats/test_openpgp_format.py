@@ -16,6 +16,9 @@ from hypothesis import strategies as st
 from signery import openpgp
 from signery.errors import MalformedError, Reason, SigneryError, UsageError
 from signery.formats import openpgp as fmt
+from signery.keys import FileSigner
+from signery.openpgp._generate import _certificate_packets
+from signery.openpgp._keys import key_packet
 from signery.trust import Constraints, TrustedKey, TrustSet, load_trusted_key_file
 
 CREATED = datetime(2026, 1, 1, tzinfo=UTC)
@@ -70,7 +73,67 @@ def test_sign_writes_binary_sig_beside_file(pkg: Path, alice: openpgp.OpenPGPSig
     assert result.verified
     (check,) = result.signatures
     assert check.key_id == alice.fingerprint and check.key_name == "alice"
-    assert check.claims["hash"] == "SHA512"
+    assert check.claims["hash"] == openpgp.fastest_hash().upper()  # the faster of SHA-256 and SHA-512 here
+
+
+def test_default_hash_follows_the_cpu_and_stays_overridable(pkg: Path, alice: openpgp.OpenPGPSigner) -> None:
+    fastest = openpgp.fastest_hash()
+    assert fastest in ("sha256", "sha512") and openpgp.fastest_hash() is fastest  # measured once
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        flags = ""
+    if " sha_ni" in flags:  # x86 SHA extensions: SHA-256 runs about twice as fast as SHA-512
+        assert fastest == "sha256"
+    for name, hash_id in (("sha512", 10), ("sha384", 9), (None, 8 if fastest == "sha256" else 10)):
+        sig = fmt.sign(pkg, alice, hash_algorithm=name)
+        assert openpgp.parse_signature(sig.read_bytes()[2:], source="s").hash_algorithm == hash_id
+    with pytest.raises(UsageError, match="sha256, sha384 or sha512"):
+        fmt.sign(pkg, alice, hash_algorithm="sha1")
+
+
+# -- one Signer: any keys.Signer signs OpenPGP once bound to an identity -------------------------------------------
+
+
+def test_plain_signer_without_identity_is_a_usage_error(pkg: Path, alice_key: ed25519.Ed25519PrivateKey) -> None:
+    with pytest.raises(UsageError, match="no OpenPGP identity") as err:
+        fmt.sign(pkg, FileSigner(alice_key))
+    assert err.value.hint is not None and "bind_signer" in err.value.hint
+    assert not pkg.with_name(pkg.name + ".sig").exists()
+
+
+def test_plain_signer_bound_by_certificate_or_creation_time(
+    pkg: Path, alice_key: ed25519.Ed25519PrivateKey, bob_key: rsa.RSAPrivateKey, trust: TrustSet
+) -> None:
+    cert = openpgp.certificate_from_private_key(alice_key, uid="Alice <alice@example.org>", created=CREATED)
+    for kwargs in ({"certificate": cert}, {"certificate": cert.encode()}, {"created": CREATED}):
+        fmt.sign(pkg, FileSigner(alice_key), **kwargs)  # type: ignore[arg-type]
+        result = fmt.verify(pkg, trust=trust)
+        assert result.verified and result.signatures[0].key_name == "alice"
+    # RSA through the same plain signer protocol (PKCS#1 v1.5 over the digest)
+    fmt.sign(pkg, FileSigner(bob_key), created=CREATED)
+    assert fmt.verify(pkg, trust=trust).signatures[0].key_name == "bob"
+    # a certificate that does not hold the signer's key is refused before anything is written
+    with pytest.raises(UsageError, match="does not hold this signer's public key"):
+        fmt.sign(pkg, FileSigner(bob_key), certificate=cert)
+
+
+def test_ecdsa_file_signer_signs_openpgp(pkg: Path, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    for curve, hash_id in ((ec.SECP256R1(), None), (ec.SECP384R1(), 9), (ec.SECP521R1(), 10)):
+        signer = FileSigner(ec.generate_private_key(curve))
+        cert = openpgp.certificate_for(signer, uid="E <e@example.org>", created=CREATED)
+        bound = openpgp.bind_signer(signer, certificate=cert)
+        assert (
+            bound.pubkey_algorithm == 19
+            and bound.fingerprint == openpgp.inspect_certificate(cert.encode(), source="e").fingerprint
+        )
+        sig = fmt.sign(pkg, bound)
+        packet = openpgp.parse_signature(sig.read_bytes()[2:], source="s")
+        if hash_id is not None:  # P-384 and P-521 sign with a hash at least as large as the curve
+            assert packet.hash_algorithm in (hash_id, 10)
+        assert fmt.verify(pkg, trust=TrustSet([_entry(cert, tmp_path, curve.name)])).verified
 
 
 @pytest.mark.parametrize("hash_algorithm", ["sha256", "sha384", "sha512"])
@@ -169,7 +232,9 @@ def test_future_signature_refused(pkg: Path, alice: openpgp.OpenPGPSigner, trust
 
 def test_key_without_sign_flag_refused(pkg: Path, tmp_path: Path) -> None:
     key = ed25519.Ed25519PrivateKey.generate()
-    kp, uid_packet, selfsig = openpgp._certificate_packets(key, uid="C <c@example.org>", created=CREATED, flags=0x01)
+    kp, uid_packet, selfsig = _certificate_packets(
+        FileSigner(key), uid="C <c@example.org>", created=CREATED, flags=0x01
+    )
     cert = openpgp.armor(openpgp.encode_packet(6, kp.public_body) + uid_packet + selfsig, "PUBLIC KEY BLOCK")
     trust = TrustSet([_entry(cert, tmp_path, "certonly")])
     fmt.sign(pkg, openpgp.signer_from_private_key(key, created=CREATED))
@@ -271,8 +336,10 @@ def _cert_with_subkey(
     revoke_sub: bool = False,
 ) -> str:
     """A certify-only primary with an Ed25519 signing subkey (binding + back-signature), as gpg makes."""
-    kp, uid_packet, selfsig = openpgp._certificate_packets(primary, uid="P <p@example.org>", created=CREATED, flags=1)
-    sp = openpgp._key_packet(sub, CREATED)
+    kp, uid_packet, selfsig = _certificate_packets(
+        FileSigner(primary), uid="P <p@example.org>", created=CREATED, flags=1
+    )
+    sp = key_packet(sub.public_key(), CREATED)
     parts = kp.hash_prefix() + sp.hash_prefix()
     back = openpgp.make_signature(
         openpgp.signer_from_private_key(sub, created=CREATED),
@@ -323,6 +390,37 @@ def test_signing_subkey_states(pkg: Path, tmp_path: Path, kwargs: dict[str, obje
     # the certify-only primary may not sign data itself
     fmt.sign(pkg, openpgp.signer_from_private_key(primary, created=CREATED))
     assert fmt.verify(pkg, trust=trust).reason is Reason.BAD_SIGNATURE
+
+
+def test_binding_to_a_certificate_picks_the_component_and_says_why_not(pkg: Path, tmp_path: Path) -> None:
+    primary, sub = ed25519.Ed25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate()
+    cert = _cert_with_subkey(primary, sub)
+    bound = openpgp.bind_signer(FileSigner(sub), certificate=cert)
+    assert bound.fingerprint == key_packet(sub.public_key(), CREATED).fingerprint  # the subkey signs
+    assert openpgp.bind_signer(bound) is bound  # already bound: as it is
+    fmt.sign(pkg, bound, now=CREATED + timedelta(hours=1))
+    assert fmt.verify(pkg, trust=TrustSet([_entry(cert, tmp_path, "p")])).verified
+    with pytest.raises(UsageError, match="not allowed to sign"):  # the certify-only primary
+        openpgp.bind_signer(FileSigner(primary), certificate=cert)
+    with pytest.raises(UsageError, match="is revoked"):
+        openpgp.bind_signer(FileSigner(sub), certificate=_cert_with_subkey(primary, sub, revoke_sub=True))
+    with pytest.raises(UsageError, match="expired on"):
+        openpgp.bind_signer(
+            FileSigner(sub), certificate=_cert_with_subkey(primary, sub, sub_expires_after=timedelta(1))
+        )
+    with pytest.raises(UsageError, match="exactly one"):
+        openpgp.bind_signer(FileSigner(sub), certificate=cert, created=CREATED)
+
+
+def test_bound_signer_is_a_signer_that_signs_every_format(pkg: Path, alice: openpgp.OpenPGPSigner) -> None:
+    from signery.formats import native
+    from signery.keys import Signer, key_id
+    from signery.trust import trusted_key_from_public
+
+    assert isinstance(alice, Signer) and alice.key_id == key_id(alice.public_key())
+    out = native.sign(pkg, alice)  # the same object, in another format, under signery's own key id
+    trust = TrustSet([trusted_key_from_public(alice.public_key(), name="alice")])
+    assert native.verify(pkg, trust=trust, signature=out).verified
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
