@@ -7,7 +7,8 @@ exit codes or HTTP statuses (see :attr:`SigneryError.exit_code`).
 Branches:
 
 - :class:`VerificationError` - the input is untrusted or bad: refused (exit 1).
-- :class:`MalformedError` / :class:`UsageError` - the input cannot be used at all (exit 2).
+- :class:`MalformedError` / :class:`UsageError` - the input cannot be used at all (exit 2); among them
+  :class:`NotFoundError` (HTTP 404) and :class:`ConflictError` (HTTP 409), which both servers and their clients raise.
 - :class:`ConfigError` / :class:`EnvironmentFailure` - the environment is wrong: a setting, a key store, a
   database, the network (exit 3).
 """
@@ -106,6 +107,19 @@ class UsageError(MalformedError):
     """The caller asked for something that cannot be done as asked (a file exists, options conflict)."""
 
 
+class NotFoundError(UsageError):
+    """What a request names does not exist: a key or key version, an API key, a package, a version, an upload, a
+    token. Servers answer HTTP 404. The reason is ``malformed`` (the request names nothing), except for signing keys,
+    which are ``unknown-key`` as everywhere else in signery."""
+
+
+class ConflictError(UsageError):
+    """What a request would create exists already, or exists with other content: a key or API key name that is
+    taken, a published ``name@version`` (immutable), a signature file name. Servers answer HTTP 409."""
+
+    default_reason = Reason.POLICY_VIOLATION
+
+
 class ConfigError(SigneryError):
     """A setting is missing or wrong: a configured key file that cannot be read, a bad policy file."""
 
@@ -122,8 +136,10 @@ class EnvironmentFailure(SigneryError):
 
 __all__ = [
     "ConfigError",
+    "ConflictError",
     "EnvironmentFailure",
     "MalformedError",
+    "NotFoundError",
     "PolicyViolationError",
     "Reason",
     "SigneryError",

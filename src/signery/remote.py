@@ -1,9 +1,10 @@
 """Signing with a key held by the signery signing service: only digests and small statements travel.
 
-:class:`RemoteSigner` is a :class:`~signery.keys.Signer` (native and Dify formats); :class:`RemoteOpenPGPSigner`
-is an :class:`~signery.openpgp.OpenPGPSigner` (detached OpenPGP signatures, the packet is built locally). Both pin
-the key version when first used, so every signature of one run comes from the same key, and check each signature
-against the key's public half before returning it: a wrong or lying server cannot slip a bad signature in.
+:class:`RemoteSigner` is a :class:`~signery.keys.Signer` for the service's plain keys. :class:`RemoteOpenPGPSigner`
+is the same for its OpenPGP keys, bound to the certificate the service publishes (an
+:class:`~signery.openpgp.OpenPGPSigner`, which is a :class:`~signery.keys.Signer` too; the packet is built
+locally). Both pin the key version, so every signature of one run comes from the same key, and check each
+signature against the key's public half before returning it: a wrong or lying server cannot slip a bad signature in.
 
 Example::
 
@@ -14,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import base64
+import hashlib
 import ssl
 import time
 from dataclasses import dataclass
@@ -23,14 +25,16 @@ from typing import Any
 import httpx
 
 from .errors import ConfigError, EnvironmentFailure, Reason, UsageError, VerificationError
-from .keys import HashName, PublicKey, RsaPadding, default_hash, load_public_key, verify_signature
+from .keys import HashName, PublicKey, RsaPadding, default_hash, key_id, load_public_key, verify_signature
+from .openpgp import OpenPGPSigner
 
 MAX_MESSAGE_BYTES = 64 * 1024  # what the service accepts; hash anything bigger locally and sign the digest
 MAX_RESPONSE_BYTES = 4 << 20  # a key listing or a signature is small; bound what a hostile server can send us
 MAX_RETRIES = 5  # on 429 Retry-After and on 503, then give up
 MAX_RETRY_WAIT = 30.0  # seconds; a server asking for longer is treated as down
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
-_PGP_ALGORITHMS = {"openpgp-rsa-3072": 1, "openpgp-ed25519": 22}
+_PGP_TYPES = ("openpgp-rsa-3072", "openpgp-ed25519")
+_DIGEST_HASHES: dict[int, HashName] = {32: "sha256", 48: "sha384", 64: "sha512"}
 
 
 @dataclass(frozen=True)
@@ -205,7 +209,7 @@ def list_keys(client: ServiceClient) -> list[dict[str, Any]]:
 
 
 def _path_name(name: str) -> str:
-    from .service.names import check_name  # the one definition of a valid name
+    from ._internal.names import check_name  # the one definition of a valid name, shared with the service
 
     return check_name(name)
 
@@ -297,8 +301,75 @@ class RemoteSigner:
             ) from exc
 
 
-class RemoteOpenPGPSigner:
-    """An :class:`~signery.openpgp.OpenPGPSigner` over an OpenPGP key held by the service."""
+class _OpenPGPServiceKey:
+    """A :class:`~signery.keys.Signer` over a service OpenPGP key: it makes the raw values OpenPGP signs with.
+
+    The service signs those only (``POST /v1/keys/NAME/openpgp-sign``): RSA PKCS#1 v1.5 over a digest, Ed25519
+    over digest-sized messages. Anything else is a usage error; every value is checked before it is returned.
+    """
+
+    def __init__(self, client: ServiceClient, key: RemoteKeyVersion, public: PublicKey) -> None:
+        self._client, self._key, self._public = client, key, public
+        self.name = key.name
+        self._key_id = key_id(public)
+
+    def __repr__(self) -> str:
+        return f"RemoteOpenPGPKey({self._client.server!r}, {self.name!r}, version={self._key.version})"
+
+    @property
+    def key_id(self) -> str:
+        return self._key_id
+
+    def public_key(self) -> PublicKey:
+        return self._public
+
+    def sign(self, message: bytes, *, hash_name: HashName | None = None, rsa_padding: RsaPadding = "pss") -> bytes:
+        if self._key.algorithm != "ed25519":
+            h = hash_name or default_hash(self._public)
+            return self.sign_digest(hashlib.new(h, message).digest(), hash_name=h, rsa_padding=rsa_padding)
+        if len(message) not in _DIGEST_HASHES:
+            raise UsageError(f"{self.name} is an OpenPGP key: it signs OpenPGP hashes only", subject=self.name)
+        value = self._call(message, _DIGEST_HASHES[len(message)])
+        self._check(lambda: verify_signature(self._public, value, message))
+        return value
+
+    def sign_digest(self, digest: bytes, *, hash_name: HashName, rsa_padding: RsaPadding = "pss") -> bytes:
+        if self._key.algorithm == "ed25519":
+            raise UsageError("Ed25519 signs whole messages, not digests; use an RSA or ECDSA key for this format")
+        if rsa_padding != "pkcs1v15":
+            raise UsageError(f"{self.name} is an OpenPGP key: it signs with RSA PKCS#1 v1.5 only", subject=self.name)
+        value = self._call(digest, hash_name)
+        self._check(
+            lambda: verify_signature(
+                self._public, value, digest, hash_name=hash_name, rsa_padding="pkcs1v15", prehashed=True
+            )
+        )
+        return value
+
+    def _call(self, digest: bytes, hash_algorithm: str) -> bytes:
+        body = {"digest": _b64(digest), "hash_algorithm": hash_algorithm, "version": self._key.version}
+        reply = self._client.request("POST", f"/v1/keys/{self.name}/openpgp-sign", json=body, subject=self.name)
+        if not isinstance(reply, dict) or reply.get("fingerprint") != self._key.key_id:
+            raise EnvironmentFailure(
+                f"signing service signed with another key than {self._key.key_id}", subject=self.name
+            )
+        return _unb64(reply.get("signature"), subject=self.name)
+
+    def _check(self, verify: Any) -> None:
+        try:
+            verify()
+        except (VerificationError, UsageError) as exc:
+            raise EnvironmentFailure(
+                f"signing service returned an OpenPGP signature that does not verify with {self.name}",
+                subject=self.name,
+            ) from exc
+
+
+class RemoteOpenPGPSigner(OpenPGPSigner):
+    """An OpenPGP key held by the service, bound to the certificate the service publishes for it.
+
+    The key version is pinned when constructed. Its :attr:`fingerprint` must be the one the service names.
+    """
 
     def __init__(
         self,
@@ -313,12 +384,22 @@ class RemoteOpenPGPSigner:
         self.name = _path_name(name)
         self._client = ServiceClient(server, api_key, transport=transport, ca_file=ca_file)
         key = fetch_key(self._client, self.name, version=version)
-        if key.type not in _PGP_ALGORITHMS:
+        if key.type not in _PGP_TYPES:
             raise UsageError(f"{self.name} is not an OpenPGP key (it is {key.type})", subject=self.name)
-        self._key = key
-        self._public = load_public_key(key.public_key_pem.encode(), source=f"remote key {self.name}")
-        self.fingerprint: str = key.key_id
-        self.pubkey_algorithm: int = _PGP_ALGORITHMS[key.type]
+        if not key.openpgp_certificate:
+            raise EnvironmentFailure(f"signing service sent no OpenPGP certificate for {self.name}", subject=self.name)
+        public = load_public_key(key.public_key_pem.encode(), source=f"remote key {self.name}")
+        super().__init__(
+            _OpenPGPServiceKey(self._client, key, public),
+            certificate=key.openpgp_certificate,
+            source=f"the certificate of remote key {self.name}",
+        )
+        if self.fingerprint != key.key_id:
+            raise EnvironmentFailure(
+                f"signing service's certificate for {self.name} names {self.fingerprint}, not {key.key_id}",
+                subject=self.name,
+            )
+        self.version = key.version
         self.openpgp_certificate = key.openpgp_certificate
 
     def __repr__(self) -> str:
@@ -326,35 +407,6 @@ class RemoteOpenPGPSigner:
 
     def close(self) -> None:
         self._client.close()
-
-    def sign_hash(self, digest: bytes, *, hash_algorithm: str) -> bytes:
-        body = {"digest": _b64(digest), "hash_algorithm": hash_algorithm, "version": self._key.version}
-        reply = self._client.request("POST", f"/v1/keys/{self.name}/openpgp-sign", json=body, subject=self.name)
-        if not isinstance(reply, dict) or reply.get("fingerprint") != self.fingerprint:
-            raise EnvironmentFailure(
-                f"signing service signed with another key than {self.fingerprint}", subject=self.name
-            )
-        value = _unb64(reply.get("signature"), subject=self.name)
-        try:
-            if self.pubkey_algorithm == 1:
-                if hash_algorithm not in ("sha256", "sha384", "sha512"):
-                    raise UsageError(f"unsupported OpenPGP hash {hash_algorithm!r}")
-                verify_signature(
-                    self._public,
-                    value,
-                    digest,
-                    hash_name=hash_algorithm,  # type: ignore[arg-type]
-                    rsa_padding="pkcs1v15",
-                    prehashed=True,
-                )
-            else:
-                verify_signature(self._public, value, digest)
-        except (VerificationError, UsageError) as exc:
-            raise EnvironmentFailure(
-                f"signing service returned an OpenPGP signature that does not verify with {self.name}",
-                subject=self.name,
-            ) from exc
-        return value
 
 
 def remote_public_key(

@@ -1,4 +1,7 @@
-"""A small X.509 certificate authority for code signing: roots, intermediates and code-signing leaves.
+"""A small X.509 certificate authority for code signing (``signery ca``): roots, intermediates and leaves.
+
+Certificates are made by :func:`signery.x509.build_certificate` with its profiles and its one issuance rule; this
+module adds the CA's defaults, its chains, and its files.
 
 Each issued identity is written as ``NAME.cert.pem`` (the chain, leaf first, root excluded unless NAME is a
 root) and ``NAME.key.pem`` (PKCS#8, mode 0600), both atomically. ``--ca NAME`` reads such a pair back.
@@ -13,26 +16,21 @@ Example::
 
 from __future__ import annotations
 
-import secrets
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.hazmat.primitives import serialization
 
 from ._fs import atomic_write_bytes
 from .errors import MalformedError, UsageError
 from .keys import PrivateKey, generate_private_key, load_private_key_file, private_key_pem
-from .ocm.x509chain import load_pem_certificates, name_from_dn
+from .x509 import PROFILES, Profile, build_certificate, load_pem_certificates, name_from_dn, validity
 
 ROOT_DAYS = 3650
 INTERMEDIATE_DAYS = 1825
 LEAF_DAYS = 365
-MAX_DAYS = 36500  # a century; anything longer is a typo
-BACKDATE = timedelta(minutes=5)  # tolerate clock skew between the issuing and the verifying host
 CERT_SUFFIX = ".cert.pem"
 KEY_SUFFIX = ".key.pem"
 
@@ -58,61 +56,29 @@ class CertifiedKey:
         return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in self.chain)
 
 
-def _hash_for(key: PrivateKey) -> hashes.SHA256 | None:
-    return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-
-
-def _validity(days: int, not_before: datetime | None, not_after: datetime | None) -> tuple[datetime, datetime]:
-    if not 1 <= days <= MAX_DAYS:
-        raise UsageError(f"validity of {days} days is out of range (1..{MAX_DAYS})", subject="--days")
-    start = not_before or datetime.now(UTC) - BACKDATE
-    end = not_after or start + BACKDATE + timedelta(days=days)
-    if end <= start:
-        raise UsageError("a certificate must end after it begins", subject="not_after")
-    return start, end
-
-
-def _builder(
-    subject: x509.Name, issuer: x509.Name, public: object, start: datetime, end: datetime
-) -> x509.CertificateBuilder:
-    if not len(subject):
-        raise UsageError("the subject is empty", subject="--subject")
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public)  # type: ignore[arg-type]
-        .serial_number(int.from_bytes(secrets.token_bytes(16), "big") >> 1)  # positive, 127 random bits
-        .not_valid_before(start)
-        .not_valid_after(end)
+def _issue(
+    profile: Profile,
+    subject: str,
+    issuer: CertifiedKey | None,
+    *,
+    key_type: str,
+    days: int,
+    not_before: datetime | None,
+    not_after: datetime | None,
+) -> CertifiedKey:
+    validity(days, not_before=not_before, not_after=not_after)  # refuse before spending time on a key
+    key = generate_private_key(key_type)
+    cert = build_certificate(
+        template=profile,
+        subject=name_from_dn(subject),
+        public_key=key.public_key(),
+        issuer_key=issuer.key if issuer is not None else key,
+        issuer_certificate=issuer.certificate if issuer is not None else None,
+        days=days,
+        not_before=not_before,
+        not_after=not_after,
     )
-
-
-def _ca_extensions(b: x509.CertificateBuilder, key: PrivateKey, path_length: int | None) -> x509.CertificateBuilder:
-    return b.add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True).add_extension(
-        x509.KeyUsage(
-            digital_signature=True,
-            content_commitment=False,
-            key_encipherment=False,
-            data_encipherment=False,
-            key_agreement=False,
-            key_cert_sign=True,
-            crl_sign=True,
-            encipher_only=False,
-            decipher_only=False,
-        ),
-        critical=True,
-    )
-
-
-def _with_key_ids(b: x509.CertificateBuilder, public: object, issuer_public: object) -> x509.CertificateBuilder:
-    return b.add_extension(
-        x509.SubjectKeyIdentifier.from_public_key(public),  # type: ignore[arg-type]
-        critical=False,
-    ).add_extension(
-        x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public),  # type: ignore[arg-type]
-        critical=False,
-    )
+    return CertifiedKey((cert, *(_without_root(issuer.chain) if issuer is not None else ())), key)
 
 
 def create_root(
@@ -123,13 +89,10 @@ def create_root(
     not_before: datetime | None = None,
     not_after: datetime | None = None,
 ) -> CertifiedKey:
-    """A self-signed root CA."""
-    key = generate_private_key(key_type)
-    name = name_from_dn(subject)
-    start, end = _validity(days, not_before, not_after)
-    b = _ca_extensions(_builder(name, name, key.public_key(), start, end), key, None)
-    b = _with_key_ids(b, key.public_key(), key.public_key())
-    return CertifiedKey((b.sign(key, _hash_for(key)),), key)
+    """A self-signed root CA (the ``root-ca`` profile of :mod:`signery.x509`)."""
+    return _issue(
+        PROFILES["root-ca"], subject, None, key_type=key_type, days=days, not_before=not_before, not_after=not_after
+    )
 
 
 def create_intermediate(
@@ -143,12 +106,8 @@ def create_intermediate(
     not_after: datetime | None = None,
 ) -> CertifiedKey:
     """An intermediate CA signed by ``ca``; its chain file holds it and ``ca``'s chain (roots excluded)."""
-    key = generate_private_key(key_type)
-    start, end = _validity(days, not_before, not_after)
-    b = _builder(name_from_dn(subject), ca.certificate.subject, key.public_key(), start, end)
-    b = _with_key_ids(_ca_extensions(b, key, path_length), key.public_key(), ca.key.public_key())
-    cert = b.sign(ca.key, _hash_for(ca.key))
-    return CertifiedKey((cert, *_without_root(ca.chain)), key)
+    profile = replace(PROFILES["intermediate-ca"], path_length=path_length)
+    return _issue(profile, subject, ca, key_type=key_type, days=days, not_before=not_before, not_after=not_after)
 
 
 def issue(
@@ -162,28 +121,8 @@ def issue(
     not_after: datetime | None = None,
 ) -> CertifiedKey:
     """A leaf certificate with the DigitalSignature key usage and, when ``code_signing``, the CodeSigning EKU."""
-    key = generate_private_key(key_type)
-    start, end = _validity(days, not_before, not_after)
-    b = _builder(name_from_dn(subject), ca.certificate.subject, key.public_key(), start, end)
-    b = b.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True).add_extension(
-        x509.KeyUsage(
-            digital_signature=True,
-            content_commitment=False,
-            key_encipherment=False,
-            data_encipherment=False,
-            key_agreement=False,
-            key_cert_sign=False,
-            crl_sign=False,
-            encipher_only=False,
-            decipher_only=False,
-        ),
-        critical=True,
-    )
-    if code_signing:
-        b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
-    b = _with_key_ids(b, key.public_key(), ca.key.public_key())
-    cert = b.sign(ca.key, _hash_for(ca.key))
-    return CertifiedKey((cert, *_without_root(ca.chain)), key)
+    profile = replace(PROFILES["code-signing"], code_signing=code_signing)
+    return _issue(profile, subject, ca, key_type=key_type, days=days, not_before=not_before, not_after=not_after)
 
 
 def _without_root(chain: tuple[x509.Certificate, ...]) -> tuple[x509.Certificate, ...]:

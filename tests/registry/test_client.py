@@ -12,11 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from signery.errors import Reason, TamperedError, UnsafeArchiveError, VerificationError
+from signery.errors import ConflictError, NotFoundError, Reason, TamperedError, UnsafeArchiveError, VerificationError
 from signery.formats import native
 from signery.keys import FileSigner, generate_private_key
 from signery.registry.client import RegistryClient, fetch_package, publish_package, search_packages
-from signery.registry.exceptions import ConflictError, NotFoundError
 from signery.registry.mirror import export_bundle, import_bundle, open_bundle
 from signery.registry.store import RegistryStore
 from signery.registry.tokens import AuthenticationError

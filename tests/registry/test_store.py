@@ -7,8 +7,7 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from signery.errors import SigneryError
-from signery.registry.exceptions import ConflictError
+from signery.errors import ConflictError, SigneryError
 from signery.registry.store import RegistryStore
 from signery.registry.tokens import Publisher
 

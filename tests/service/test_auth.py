@@ -126,7 +126,8 @@ def test_api_key_management_over_http(sqlite_service: Service) -> None:
     listed = svc.client.get("/v1/api-keys", headers=h).json()["api_keys"]
     assert {k["name"] for k in listed} == {"admin", "ci"}
     assert all("token" not in k and "secret_hash" not in k for k in listed)
-    assert svc.client.post("/v1/api-keys", json={"name": "ci", "scopes": ["read"]}, headers=h).status_code == 400
+    again = svc.client.post("/v1/api-keys", json={"name": "ci", "scopes": ["read"]}, headers=h)
+    assert again.status_code == 409 and again.json()["error"]["reason"] == "policy-violation"  # as for a key name
     bad_scope = svc.client.post("/v1/api-keys", json={"name": "x", "scopes": ["root"]}, headers=h)
     assert bad_scope.status_code == 400
     assert svc.client.post("/v1/api-keys/nobody/revoke", headers=h).status_code == 404

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from signery.service.audit import verify_chain
 from signery.service.envelope import SealedKey, open_private_key
-from signery.service.keystore import KEY_CACHE_SECONDS
+from signery.service.keys.cache import KEY_CACHE_SECONDS
 from signery.service.settings import MasterKey
 from signery.service.storage import AuditRow, Database, KeyRow, KeyVersionRow
 

@@ -14,13 +14,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from alembic import command
 from servers import init_service, run_cli, running
 
 from signery.errors import ConfigError
 from signery.service import MasterKey, Settings, create_app
 from signery.service.ratelimit import LEASE_SECONDS, SharedRateLimiter
-from signery.service.storage import Database
+from signery.service.storage import MIGRATIONS, Database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -155,10 +154,7 @@ def test_two_servers_three_processes_one_budget(tmp_path: Path, db_url: str) -> 
 def test_database_before_the_buckets_table_is_refused_then_migrated(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
     db = Database(url)
-    cfg = db._alembic_config()
-    with db.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
+    MIGRATIONS.upgrade(db.engine, display=db.display_url, revision="0001")
     db.dispose()
     with pytest.raises(ConfigError, match="at schema 0001, this server needs 0002") as refused:
         create_app(Settings(database_url=url, master_key=MasterKey(b"k" * 32)))

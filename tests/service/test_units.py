@@ -5,19 +5,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from signery._internal.names import check_name, is_name
 from signery.errors import ConfigError, EnvironmentFailure, MalformedError, UsageError
 from signery.keys import generate_private_key, key_id
+from signery.registry.naming import check_name as registry_check_name
 from signery.service.apikeys import parse_expiry
 from signery.service.audit import GENESIS, AuditEvent, row_hash
 from signery.service.envelope import SealedKey, open_private_key, seal_private_key
-from signery.service.names import check_name
+from signery.service.fastpath import _SIGN_PATH as SIGN_PATH
 from signery.service.ratelimit import RateLimiter
+from signery.service.runner import Listen
 from signery.service.settings import MasterKey, Settings
 
 
@@ -57,6 +61,50 @@ def test_names_never_paths(name: str) -> None:
         return
     assert "/" not in name and "\\" not in name and name not in (".", "..") and "\0" not in name
     assert 1 <= len(name) <= 64 and name.isascii()
+
+
+@pytest.mark.parametrize("name", ["release", "release-1.2_x", "a", "A9", "x" * 64])
+def test_the_one_name_rule_accepts(name: str) -> None:
+    assert check_name(name) == name and registry_check_name(name) == name and is_name(name)
+    assert SIGN_PATH.fullmatch(f"/v1/keys/{name}/sign") is not None
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", ".x", "x.", "-x", "x-", "_x", "a..b", "a/b", "a b", "x" * 65, "é"])
+def test_the_one_name_rule_refuses(name: str) -> None:
+    with pytest.raises(UsageError):
+        check_name(name)
+    assert not is_name(name)
+    if len(name) <= 64:
+        with pytest.raises(MalformedError):
+            registry_check_name(name)
+    assert SIGN_PATH.fullmatch(f"/v1/keys/{name}/sign") is None or ".." in name  # ".." is the front's second check
+
+
+@given(st.text(alphabet="aZ09._-/ \\", max_size=70))
+def test_service_registry_and_the_lean_front_agree_on_names(name: str) -> None:
+    """One rule: the service (key and API key names), the registry (package names, up to 128 characters) and the
+    sign route's lean front accept exactly the same names of up to 64 characters."""
+    service_ok = is_name(name)
+    try:
+        registry_check_name(name)
+        registry_ok = True
+    except MalformedError:
+        registry_ok = False
+    front_ok = SIGN_PATH.fullmatch(f"/v1/keys/{name}/sign") is not None and is_name(name)
+    assert service_ok == front_ok
+    assert service_ok == registry_ok or (len(name) > 64 and registry_ok)
+
+
+def test_settings_travel_to_worker_processes_whole() -> None:
+    """The supervisor hands each spawned worker its settings over multiprocessing's pipe, pickled."""
+    settings = Settings(database_url="sqlite:///x.db", master_key=MasterKey(os.urandom(32)), burst=7)
+    back = pickle.loads(pickle.dumps(settings))  # noqa: S301 - our own bytes
+    assert back.master_key.secret == settings.master_key.secret and back.burst == 7
+    assert settings.master_key.to_text() not in repr(back)
+    listen = Listen(host="::1", port=9443)
+    assert pickle.loads(pickle.dumps(listen)) == listen  # noqa: S301 and listen.url == "http://[::1]:9443"
+    with pytest.raises(ConfigError):
+        Listen(port=0)
 
 
 def test_rate_limiter_refills_and_says_when() -> None:

@@ -10,27 +10,19 @@
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
-import socket
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..errors import ConfigError, EnvironmentFailure, UsageError
+from ..errors import ConfigError, UsageError
 from ._common import emit_json, handle_errors, json_option, signery_home
 
 MASTER_KEY_ENV = "SIGNERY_MASTER_KEY"
 DATABASE_URL_ENV = "SIGNERY_DATABASE_URL"
-_WORKER_CONFIG_ENV = "SIGNERY_SERVER_CONFIG"  # how the parent hands settings to uvicorn worker processes
-# The event loop and the audit writer thread share the GIL; at CPython's default 5 ms switch interval each waits up
-# to 5 ms for the other, which caps a worker at a few hundred requests a second. 0.5 ms trades a little
-# switching overhead for an order of magnitude in latency.
-GIL_SWITCH_INTERVAL = float(os.environ.get("SIGNERY_GIL_SWITCH_INTERVAL", "0.0005"))
+SWITCH_INTERVAL_ENV = "SIGNERY_GIL_SWITCH_INTERVAL"  # seconds; see signery.service.runner.DEFAULT_SWITCH_INTERVAL
 
 
 def _database_url(option: str | None) -> str:
@@ -40,6 +32,21 @@ def _database_url(option: str | None) -> str:
     if env:
         return env
     return f"sqlite:///{signery_home() / 'service.db'}"
+
+
+def _switch_interval() -> float:
+    from ..service.runner import DEFAULT_SWITCH_INTERVAL
+
+    text = os.environ.get(SWITCH_INTERVAL_ENV)
+    if not text:
+        return DEFAULT_SWITCH_INTERVAL
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise ConfigError(f"{SWITCH_INTERVAL_ENV} must be a number of seconds in (0, 1]", subject=SWITCH_INTERVAL_ENV)
+    return value
 
 
 def _master_key_file(option: str | None) -> Path:
@@ -72,22 +79,6 @@ master_option = click.option(
     type=click.Path(dir_okay=False),
     help=f"Default $SIGNERY_HOME/master.key; or set {MASTER_KEY_ENV} (base64).",
 )
-
-
-def app_from_environment() -> Any:
-    """Uvicorn factory for worker processes: settings come from the parent through the environment."""
-    from ..service import Settings, create_app
-
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
-    cfg = json.loads(os.environ[_WORKER_CONFIG_ENV])
-    return create_app(
-        Settings(
-            database_url=cfg["database_url"],
-            master_key=_load_master(cfg["master_key_file"]),
-            rate_per_second=cfg["rate"],
-            burst=cfg["burst"],
-        )
-    )
 
 
 @click.group(invoke_without_command=True)
@@ -147,151 +138,24 @@ def server(
     os.umask(0o077)
     if ctx.invoked_subcommand is not None:
         return
-    url = _database_url(database_url)
-    master = _load_master(master_key_file)
-    import uvicorn
-
-    from ..service import Settings, create_app
+    from ..service import Settings
+    from ..service.runner import Listen, serve
     from ..service.settings import tls_files
-    from ..service.storage import Database
 
-    tls = tls_files(tls_cert, tls_key)
-    certfile, keyfile = (str(tls.cert), str(tls.key)) if tls else (None, None)
-
-    Settings(database_url=url, master_key=master, rate_per_second=rate_limit, burst=burst)  # validate first
-    db = Database(url)
-    db.check_schema()
-    db.dispose()
-    scheme = "https" if tls else "http"
-    click.echo(f"signery server: {db.display_url} on {scheme}://{host}:{port} ({workers} worker(s))", err=True)
-    if workers == 1:
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL)
-        app = create_app(Settings(database_url=url, master_key=master, rate_per_second=rate_limit, burst=burst))
-        uvicorn.run(
-            app, host=host, port=port, log_level=log_level, access_log=False, ssl_certfile=certfile, ssl_keyfile=keyfile
-        )
-        return
-    os.environ[_WORKER_CONFIG_ENV] = json.dumps(
-        {
-            "database_url": url,
-            "master_key_file": None
-            if master_key_file is None and os.environ.get(MASTER_KEY_ENV)
-            else str(_master_key_file(master_key_file)),
-            "rate": rate_limit,
-            "burst": burst,
-        }
+    settings = Settings(
+        database_url=_database_url(database_url),
+        master_key=_load_master(master_key_file),
+        rate_per_second=rate_limit,
+        burst=burst,
     )
-    listen = _Listen(host=host, port=port, log_level=log_level, certfile=certfile, keyfile=keyfile)
-    if hasattr(socket, "SO_REUSEPORT"):
-        _supervise(workers, listen)
-        return
-    uvicorn.run(listen.config().app, factory=True, workers=workers, **listen.uvicorn_options())
-
-
-# Worker processes. uvicorn's own supervisor hands every worker one shared listening socket: the first worker to
-# wake (or the only one started yet) accepts a whole burst of connections, and with keep-alive clients (proxies, CI
-# runners, wrk) one worker can end up serving every connection while the others idle. Here the supervisor opens one
-# SO_REUSEPORT socket per worker before starting any, so the kernel assigns each new connection to a worker's
-# socket from the start (a worker still starting finds its connections waiting); Linux lets only the same user join
-# the group. A replacement worker takes over the socket of the one it replaces.
-WORKER_STARTUP_SECONDS = 10.0  # a worker exiting by itself sooner failed to start (bad app, TLS files): stop
-LISTEN_BACKLOG = 2048  # uvicorn's default
-
-
-@dataclass(frozen=True)
-class _Listen:
-    host: str
-    port: int
-    log_level: str
-    certfile: str | None
-    keyfile: str | None
-
-    def new_socket(self) -> socket.socket:
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        return sock
-
-    def uvicorn_options(self) -> dict[str, Any]:
-        return {
-            "host": self.host,
-            "port": self.port,
-            "log_level": self.log_level,
-            "access_log": False,
-            "ssl_certfile": self.certfile,
-            "ssl_keyfile": self.keyfile,
-        }
-
-    def config(self) -> Any:
-        import uvicorn
-
-        return uvicorn.Config("signery.cli.server:app_from_environment", factory=True, **self.uvicorn_options())
-
-
-def _worker(listen: _Listen, sock: socket.socket) -> None:
-    """One worker process: uvicorn on its own listening socket."""
-    import uvicorn
-
-    uvicorn.Server(listen.config()).run(sockets=[sock])
-
-
-def _supervise(workers: int, listen: _Listen) -> None:
-    """Run ``workers`` worker processes until SIGINT/SIGTERM; replace one that dies, unless it failed to start."""
-    import multiprocessing
-    import signal
-    import threading
-    import time
-
-    sockets: list[socket.socket] = []
-    try:
-        probe = listen.new_socket()  # without SO_REUSEPORT: refuses a port in use, even by another worker group
-        try:
-            probe.bind((listen.host, listen.port))
-        finally:
-            probe.close()
-        for _ in range(workers):
-            sockets.append(listen.new_socket())
-            sockets[-1].setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sockets[-1].bind((listen.host, listen.port))
-            sockets[-1].listen(LISTEN_BACKLOG)
-    except OSError as exc:
-        for sock in sockets:
-            sock.close()
-        raise ConfigError(f"cannot listen on {listen.host}:{listen.port}: {exc.strerror}", subject="--port") from None
-    spawn = multiprocessing.get_context("spawn")
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-
-    def start(i: int) -> tuple[Any, float]:
-        process = spawn.Process(target=_worker, args=(listen, sockets[i]), name="signery-worker", daemon=False)
-        process.start()
-        return process, time.monotonic()
-
-    running = [start(i) for i in range(workers)]
-    failed = False
-    try:
-        while not stop.wait(0.5):
-            for i, (process, started) in enumerate(running):
-                if process.is_alive() or stop.is_set():
-                    continue
-                # exitcode < 0: killed by a signal (OOM killer, an operator): replace it; >= 0: it gave up itself
-                if process.exitcode >= 0 and time.monotonic() - started < WORKER_STARTUP_SECONDS:
-                    failed = True
-                    stop.set()
-                    break
-                running[i] = start(i)
-    finally:
-        for process, _ in running:
-            if process.is_alive():
-                process.terminate()
-        for process, _ in running:
-            process.join(timeout=30)
-            if process.is_alive():
-                process.kill()
-        for sock in sockets:
-            sock.close()
-    if failed:
-        raise EnvironmentFailure("a server worker process failed to start (its error is logged above)")
+    listen = Listen(host=host, port=port, tls=tls_files(tls_cert, tls_key), log_level=log_level)
+    serve(
+        settings,
+        listen=listen,
+        workers=workers,
+        switch_interval=_switch_interval(),
+        announce=lambda line: click.echo(f"signery server: {line}", err=True),
+    )
 
 
 @server.command()
@@ -301,6 +165,7 @@ def _supervise(workers: int, listen: _Listen) -> None:
 def init(database_url: str | None, master_key_file: str | None) -> None:
     """Create the master key (mode 0600, if missing), the database, and the first admin API key (last line)."""
     from .._fs import atomic_write_bytes
+    from .._internal.db import sqlite_file
     from ..service import MasterKey
     from ..service.apikeys import first_admin_key
     from ..service.storage import Database
@@ -319,12 +184,13 @@ def init(database_url: str | None, master_key_file: str | None) -> None:
             key = MasterKey(secrets.token_bytes(32))
             atomic_write_bytes(path, (key.to_text() + "\n").encode(), mode=0o600, overwrite=False)
             click.echo(f"master key: {path} (created; back it up: without it no key in the database can be used)")
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    file = sqlite_file(url)
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     db = Database(url)
     revision = db.migrate()
-    if url.startswith("sqlite:///"):
-        os.chmod(url.removeprefix("sqlite:///"), 0o600)  # it holds sealed keys and API key hashes
+    if file is not None:
+        os.chmod(file, 0o600)  # it holds sealed keys and API key hashes
     click.echo(f"database: {db.display_url} (schema {revision})")
     with db.session() as session:
         token = first_admin_key(session)

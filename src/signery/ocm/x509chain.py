@@ -4,11 +4,13 @@ Validation is done at the current time (not at the leaf's notBefore, as the lega
 root the caller names, with the leaf required to carry the DigitalSignature key usage and the CodeSigning
 extended key usage. Reasons: a chain that does not reach a given root is ``unknown-key``, a certificate outside
 its validity is ``expired-key``, a wrong key usage or an issuer mismatch is ``policy-violation``.
+
+DN parsing and PEM reading live in :mod:`signery.x509`; ``parse_dn`` and ``load_pem_certificates`` stay importable
+from here.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -16,85 +18,14 @@ from typing import Literal
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ..errors import MalformedError, PolicyViolationError, Reason, VerificationError
+from ..x509 import load_pem_certificates, parse_dn
 
 MAX_CHAIN_LENGTH = 8  # real code-signing chains are 2-4 certificates; longer ones only cost verification time
-MAX_CERTIFICATES = 32  # certificates accepted from one PEM bundle
 IssuerConvention = Literal["auto", "subject", "issuer"]
 ISSUER_CONVENTIONS: tuple[IssuerConvention, ...] = ("auto", "subject", "issuer")
-
-_ATTRS: dict[str, x509.ObjectIdentifier] = {
-    "CN": NameOID.COMMON_NAME,
-    "COMMON-NAME": NameOID.COMMON_NAME,
-    "ISSUER": NameOID.COMMON_NAME,  # ocm create rsakeypair spells CN as "issuer" too
-    "O": NameOID.ORGANIZATION_NAME,
-    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
-    "C": NameOID.COUNTRY_NAME,
-    "L": NameOID.LOCALITY_NAME,
-    "ST": NameOID.STATE_OR_PROVINCE_NAME,
-    "S": NameOID.STATE_OR_PROVINCE_NAME,
-    "PROVINCE": NameOID.STATE_OR_PROVINCE_NAME,
-    "STREET": NameOID.STREET_ADDRESS,
-    "POSTALCODE": NameOID.POSTAL_CODE,
-    "SERIALNUMBER": NameOID.SERIAL_NUMBER,
-    "EMAILADDRESS": NameOID.EMAIL_ADDRESS,
-    "DC": NameOID.DOMAIN_COMPONENT,
-}
-
-
-def _split(text: str, sep: str) -> list[str]:
-    """Split on ``sep`` not preceded by a backslash."""
-    parts, cur, esc = [], "", False
-    for ch in text:
-        if esc:
-            cur += ch
-            esc = False
-        elif ch == "\\":
-            cur += ch
-            esc = True
-        elif ch == sep:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    parts.append(cur)
-    return parts
-
-
-def _unescape(value: str) -> str:
-    return re.sub(r"\\(.)", r"\1", value.strip())
-
-
-def parse_dn(text: str) -> list[tuple[x509.ObjectIdentifier, str]]:
-    """Parse ``CN=a,O=b`` (RFC 2253/4514), ``/CN=a/O=b`` (OpenSSL) or a bare ``a`` (a common name)."""
-    text = text.strip()
-    if not text:
-        raise MalformedError("empty distinguished name", subject="issuer")
-    if "=" not in text:
-        return [(NameOID.COMMON_NAME, text)]
-    parts = (
-        _split(text[1:], "/") if text.startswith("/") else [p for rdn in _split(text, ",") for p in _split(rdn, "+")]
-    )
-    out = []
-    for part in parts:
-        if not part.strip():
-            continue
-        key, eq, value = part.partition("=")
-        oid = _ATTRS.get(key.strip().upper())
-        if not eq or oid is None:
-            raise MalformedError(f"cannot parse distinguished name {text!r} at {part!r}", subject="issuer")
-        out.append((oid, _unescape(value)))
-    return out
-
-
-def name_from_dn(text: str) -> x509.Name:
-    """An :class:`x509.Name` in the order written (OpenSSL order for ``/CN=..``; RFC 4514 is reversed)."""
-    attrs = parse_dn(text)
-    if not text.strip().startswith("/") and "=" in text:
-        attrs = list(reversed(attrs))
-    return x509.Name([x509.NameAttribute(oid, value) for oid, value in attrs])
 
 
 def _pairs(name: x509.Name) -> list[tuple[x509.ObjectIdentifier, str]]:
@@ -131,20 +62,10 @@ def check_issuer(pattern: str, cert: x509.Certificate, *, convention: IssuerConv
     )
 
 
-def load_pem_certificates(data: bytes, *, source: str) -> list[x509.Certificate]:
-    if data.count(b"-----BEGIN CERTIFICATE-----") > MAX_CERTIFICATES:
-        raise MalformedError(f"{source}: more than {MAX_CERTIFICATES} certificates", subject=source)
-    try:
-        certs = x509.load_pem_x509_certificates(data)
-    except ValueError:
-        raise MalformedError(f"{source}: not PEM certificates", subject=source) from None
-    return certs
-
-
 def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
-    if child.issuer != parent.subject:
-        return False
     try:
+        if child.issuer != parent.subject:  # parsed lazily: a damaged name raises here
+            return False
         child.verify_directly_issued_by(parent)
     except (InvalidSignature, ValueError, TypeError):
         return False
@@ -222,6 +143,18 @@ def validate_chain(
 
     Self-signed certificates inside ``chain`` are never trust anchors: only ``roots`` are.
     """
+    try:
+        return _validate_chain(chain, roots, now=now)
+    except ValueError as exc:  # cryptography parses names and extensions lazily: a damaged one raises on use
+        raise MalformedError(f"a certificate in the chain cannot be parsed ({exc})", subject="certificate") from None
+
+
+def _validate_chain(
+    chain: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+    *,
+    now: datetime | None = None,
+) -> x509.Certificate:
     if not chain:
         raise MalformedError("no signing certificate to validate", subject="certificate")
     if not roots:
@@ -257,3 +190,16 @@ def validate_chain(
         _check_ca(cert, below=depth)
     _check_leaf_usage(leaf)
     return leaf
+
+
+__all__ = [
+    "ISSUER_CONVENTIONS",
+    "MAX_CHAIN_LENGTH",
+    "IssuerConvention",
+    "check_issuer",
+    "load_pem_certificates",
+    "matches_issuer",
+    "matches_subject",
+    "parse_dn",
+    "validate_chain",
+]

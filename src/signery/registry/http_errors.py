@@ -8,15 +8,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import (
+    ConflictError,
     EnvironmentFailure,
     MalformedError,
+    NotFoundError,
     PolicyViolationError,
     Reason,
     SigneryError,
     VerificationError,
 )
 from .blobs import BlobTooLargeError, CorruptBlobError
-from .store import ConflictError, NotFoundError
 from .tokens import AuthenticationError
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._internal.db import normalise_url
 from ..errors import ConfigError
 
 DEFAULT_MAX_UPLOAD_SIZE = 512 << 20  # the biggest plugin bundles we know of are ~200 MiB; twice that plus margin
@@ -35,8 +36,10 @@ class RegistrySettings:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
         if self.max_upload_size <= 0:
             raise ConfigError("max_upload_size must be positive", subject="max_upload_size")
-        if self.database_url is not None and not self.database_url.strip():
-            raise ConfigError("database_url is empty", subject="database_url")
+        if self.database_url is not None:
+            if not self.database_url.strip():
+                raise ConfigError("database_url is empty", subject="database_url")
+            normalise_url(self.database_url)  # refuse a URL signery does not use now, not when the store opens
 
     @property
     def blob_dir(self) -> Path:
@@ -48,11 +51,7 @@ class RegistrySettings:
 
     @property
     def sqlalchemy_url(self) -> str:
-        """The database URL with the driver spelled out (plain ``postgresql://`` means psycopg 3 here)."""
+        """The database URL with the driver spelled out (see :func:`signery._internal.db.normalise_url`)."""
         if self.database_url is None:
             return f"sqlite:///{self.data_dir.resolve() / 'registry.db'}"
-        url = self.database_url
-        for prefix in ("postgresql://", "postgres://"):
-            if url.startswith(prefix):
-                return "postgresql+psycopg://" + url[len(prefix) :]
-        return url
+        return normalise_url(self.database_url)

@@ -17,10 +17,16 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from ..errors import MalformedError, PolicyViolationError, Reason, SigneryError, UsageError
+from ..errors import (
+    ConflictError,
+    MalformedError,
+    NotFoundError,
+    PolicyViolationError,
+    Reason,
+    SigneryError,
+)
 from .blobs import BlobStore
 from .db import open_engine, session_factory
-from .exceptions import ConflictError, NotFoundError
 from .index import PackageSummary, SignatureEntry, VersionIndex
 from .metadata import detect_metadata
 from .models import Package, PackageVersion, Signature, Token
@@ -120,7 +126,7 @@ class RegistryStore:
             try:
                 s.commit()
             except IntegrityError:
-                raise UsageError(f"a token named {name!r} exists", subject=name) from None
+                raise ConflictError(f"a token named {name!r} exists", subject=name) from None
             return self._token_info(row), text
 
     def list_tokens(self) -> list[TokenInfo]:
@@ -406,4 +412,4 @@ def staged_size(path: Path) -> int:
     return path.stat().st_size
 
 
-__all__ = ["ConflictError", "NotFoundError", "RegistryStore", "SignatureUpload", "SigneryError", "TokenInfo"]
+__all__ = ["RegistryStore", "SignatureUpload", "SigneryError", "TokenInfo"]

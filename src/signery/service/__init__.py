@@ -5,7 +5,13 @@ Example::
     settings = Settings(database_url="sqlite:///service.db", master_key=MasterKey.from_file(path))
     app = create_app(settings)
 
-Imports are lazy so that clients (``signery.remote``) can use small modules such as ``names`` without FastAPI.
+This is an application with no API promise beyond ``create_app``, ``Settings`` and ``MasterKey``. Imports are lazy, so
+that the CLI can read settings without loading FastAPI.
+
+Modules: ``app`` (the wiring), ``routes/`` (HTTP only), ``fastpath`` (the lean front for signing), ``keys/`` (the key
+store: ``models``, ``lifecycle``, ``signing``, ``cache``), ``apikeys``, ``audit``, ``ratelimit``, ``envelope`` (keys
+sealed at rest), ``storage`` (tables and the database handle), ``settings``, ``state``, ``deps``, ``errors``, and
+``runner`` (serving, with worker processes).
 """
 
 from __future__ import annotations

@@ -21,9 +21,9 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..errors import MalformedError, UsageError
+from .._internal.names import check_name
+from ..errors import ConflictError, MalformedError, NotFoundError, UsageError
 from .audit import AuditEvent, append, utc_now
-from .names import check_name
 from .storage import ApiKeyRow
 
 TOKEN_PREFIX = "sgy"  # noqa: S105 - a label, not a secret
@@ -107,7 +107,7 @@ def create_api_key(
         raise UsageError(f"at most {MAX_SCOPES} scopes", subject=name)
     clean = sorted({check_scope(s) for s in scopes})
     if session.scalar(select(ApiKeyRow.id).where(ApiKeyRow.name == name)) is not None:
-        raise UsageError(f"an API key named {name} exists", subject=name)
+        raise ConflictError(f"an API key named {name} exists", subject=name)
     key_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
     expires = None
@@ -165,10 +165,6 @@ def authenticate(session: Session, token: str) -> Caller | None:
     if row.expires_at is not None and _parse_time(row.expires_at, what="expiry") <= datetime.now(UTC):
         return None
     return Caller(api_key_id=row.id, name=row.name, scopes=tuple(json.loads(row.scopes)))
-
-
-class NotFoundError(UsageError):
-    """A named key or API key does not exist (HTTP 404)."""
 
 
 def parse_expiry(value: str | None) -> datetime | None:

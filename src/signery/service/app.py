@@ -10,13 +10,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .. import __version__
 from ..web import BodyLimit
 from .audit import AuditWriter
-from .deps import ServiceState
 from .errors import install_handlers
 from .fastpath import SignFastPath
-from .keystore import KeyStore
+from .keys.cache import KeyCache
 from .ratelimit import RateLimiter, SharedRateLimiter
 from .routes import api_keys, audit, bootstrap, health, keys
 from .settings import Settings
+from .state import ServiceState
 from .storage import Database
 
 API_PREFIX = "/v1"
@@ -47,7 +47,7 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
     state = ServiceState(
         db=db,
         audit=AuditWriter(db),
-        keystore=KeyStore(settings.master_key),
+        keys=KeyCache(settings.master_key),
         limiter=SharedRateLimiter(db, rate=settings.rate_per_second, burst=settings.burst),
         anon_limiter=RateLimiter(rate=settings.rate_per_second, burst=settings.burst),
         auth_cache={},

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -13,31 +11,13 @@ from fastapi.security import APIKeyHeader
 from starlette.concurrency import run_in_threadpool
 
 from .apikeys import Caller, authenticate
-from .audit import AuditWriter
-from .errors import DeniedError, RateLimitedError
-from .keystore import KeyStore
-from .ratelimit import RateLimiter, SharedRateLimiter
-from .storage import Database
+from .errors import DeniedError, RateLimitedError, denial
+from .state import ServiceState
 
 AUTH_CACHE_SECONDS = 1.0  # a revocation made by another process takes effect within this; this process: at once
 MAX_AUTH_CACHE = 10_000  # distinct valid tokens remembered per process
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key: sgy_<id>_<secret>")
-
-
-@dataclass
-class ServiceState:
-    db: Database
-    audit: AuditWriter
-    keystore: KeyStore
-    limiter: SharedRateLimiter  # API keys: one bucket each, shared through the database
-    anon_limiter: RateLimiter  # callers without a valid API key, by address, per process
-    auth_cache: dict[str, tuple[Caller, float]]
-    auth_lock: threading.Lock
-
-    def forget_callers(self) -> None:
-        with self.auth_lock:
-            self.auth_cache.clear()
 
 
 def state_of(request: Request) -> ServiceState:
@@ -121,17 +101,6 @@ CurrentCaller = Annotated[Caller, Depends(get_caller)]
 
 def deny(request: Request, caller: Caller, *, needs: str, key_name: str | None = None) -> DeniedError:
     return denial(caller, needs=needs, action=_action(request), key_name=key_name)
-
-
-def denial(caller: Caller, *, needs: str, action: str, key_name: str | None = None) -> DeniedError:
-    """403: ``caller`` is authenticated but lacks the scope ``needs``."""
-    return DeniedError(
-        f"API key {caller.name} lacks the {needs} scope",
-        status=403,
-        caller=caller.name,
-        action=action,
-        key_name=key_name,
-    )
 
 
 async def require_admin(request: Request, caller: CurrentCaller) -> Caller:

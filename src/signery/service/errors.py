@@ -10,10 +10,18 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from ..errors import ConfigError, EnvironmentFailure, MalformedError, Reason, SigneryError, VerificationError
-from .apikeys import NotFoundError
+from ..errors import (
+    ConfigError,
+    ConflictError,
+    EnvironmentFailure,
+    MalformedError,
+    NotFoundError,
+    Reason,
+    SigneryError,
+    VerificationError,
+)
+from .apikeys import Caller
 from .audit import AuditEvent, record
-from .keystore import ConflictError
 from .storage import Database
 
 
@@ -25,6 +33,17 @@ class DeniedError(SigneryError):
     def __init__(self, message: str, *, status: int, caller: str, action: str, key_name: str | None = None) -> None:
         super().__init__(message, subject=key_name)
         self.status, self.caller, self.action, self.key_name = status, caller, action, key_name
+
+
+def denial(caller: Caller, *, needs: str, action: str, key_name: str | None = None) -> DeniedError:
+    """403: ``caller`` is authenticated but lacks the scope ``needs``."""
+    return DeniedError(
+        f"API key {caller.name} lacks the {needs} scope",
+        status=403,
+        caller=caller.name,
+        action=action,
+        key_name=key_name,
+    )
 
 
 class RateLimitedError(SigneryError):

@@ -2,7 +2,7 @@
 
 FastAPI's middleware stack, routing and dependency solving cost several times what signing an Ed25519 digest and
 auditing it do. This front answers well-formed sign requests itself, with the very functions the FastAPI route uses
-(:func:`~signery.service.deps.authenticate_request`, :func:`~signery.service.routes.keys.sign_document`,
+(:func:`~signery.service.deps.authenticate_request`, :func:`~signery.service.keys.signing.sign_document`,
 :func:`~signery.service.errors.render`): the same authentication, rate limit, scope check, audit and errors. Anything
 else it hands, untouched, to the FastAPI application: other routes and methods, bodies that are not
 ``application/json`` or lack a ``Content-Length`` within the limit, and bodies that do not validate (the buffered body
@@ -17,13 +17,15 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .._internal.names import is_name, name_pattern
 from ..errors import SigneryError
-from .deps import ServiceState, action_of, authenticate_request
+from .deps import action_of, authenticate_request
 from .errors import render
-from .routes.keys import sign_document
+from .keys.signing import sign_document
 from .schemas import SignRequest
+from .state import ServiceState
 
-_SIGN_PATH = re.compile(r"/v1/keys/([A-Za-z0-9._-]{1,64})/sign")
+_SIGN_PATH = re.compile(rf"/v1/keys/({name_pattern(anchored=False)})/sign")
 _JSON = b"application/json"
 
 
@@ -36,7 +38,7 @@ class SignFastPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = _SIGN_PATH.fullmatch(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
         name = match.group(1) if match is not None else None
-        if name is None or name in (".", ".."):
+        if name is None or not is_name(name):
             await self.app(scope, receive, send)
             return
         length, json_body, token = -1, False, None

@@ -12,10 +12,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .._internal.names import KEY_NAME_LENGTH, NAME_PATTERN
 from ..errors import UsageError
-from .keystore import MAX_MESSAGE_BYTES, MAX_VERSION, KeyInfo, SignItem, VersionInfo
-from .names import NAME_PATTERN
-from .x509_templates import MAX_DAYS, MAX_SUBJECT_CHARS
+from ..keys import Algorithm, HashName, RsaPadding
+from ..x509 import MAX_DAYS, MAX_SUBJECT_CHARS, Template
+from .keys.models import MAX_MESSAGE_BYTES, MAX_VERSION, Key, KeySpec, KeyType, KeyVersion, SignItem
 
 MAX_BATCH = 100  # items per sign/verify call; more is a bulk job, split it
 MAX_BOOTSTRAP_KEYS = 50  # a bootstrap document describes a handful of keys
@@ -23,24 +24,12 @@ _B64_MESSAGE = (MAX_MESSAGE_BYTES + 2) // 3 * 4
 _B64_DIGEST = 88  # base64 of a 64-byte digest
 _B64_SIGNATURE = 1400  # base64 of an RSA-4096 signature is 684 characters
 
-Name = Field(pattern=NAME_PATTERN, min_length=1, max_length=64)
-HashAlgorithm = Literal["sha256", "sha384", "sha512"]
-SignatureAlgorithm = Literal["pss", "pkcs1v15"]
-KeyTypeName = Literal[
-    "ed25519",
-    "ecdsa-p256",
-    "ecdsa-p384",
-    "rsa-2048",
-    "rsa-3072",
-    "rsa-4096",
-    "openpgp-rsa-3072",
-    "openpgp-ed25519",
-    "x509",
-]
-TemplateName = Literal[
-    "root-ca", "intermediate-ca", "code-signing", "secureboot-pk", "secureboot-kek", "secureboot-db", "kmod"
-]
-AlgorithmName = Literal["ed25519", "ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096"]
+Name = Field(pattern=NAME_PATTERN, min_length=1, max_length=KEY_NAME_LENGTH)
+HashAlgorithm = HashName
+SignatureAlgorithm = RsaPadding
+KeyTypeName = KeyType
+TemplateName = Template
+AlgorithmName = Algorithm
 
 
 class _Strict(BaseModel):
@@ -60,11 +49,17 @@ class KeyCreate(_Strict):
     template: TemplateName | None = Field(default=None, description="x509 only: the certificate profile")
     subject: str | None = Field(default=None, max_length=MAX_SUBJECT_CHARS, description="x509 only: CN=...,O=...")
     issuer: str | None = Field(
-        default=None, pattern=NAME_PATTERN, max_length=64, description="x509 only: a CA key here; none = self-signed"
+        default=None,
+        pattern=NAME_PATTERN,
+        max_length=KEY_NAME_LENGTH,
+        description="x509 only: a CA key here; none = self-signed",
     )
     key_algorithm: AlgorithmName | None = Field(default=None, description="x509 only: the certificate's key type")
     days: int = Field(default=3650, ge=1, le=MAX_DAYS)
     uid: str | None = Field(default=None, max_length=256, description="OpenPGP only: 'Name <email>'")
+
+    def to_spec(self) -> KeySpec:
+        return KeySpec(**self.model_dump())
 
 
 class KeyConfig(_Strict):
@@ -83,14 +78,14 @@ class VersionPublic(BaseModel):
     openpgp_certificate: str | None = Field(default=None, description="ASCII-armored OpenPGP certificate")
 
     @classmethod
-    def of(cls, v: VersionInfo) -> VersionPublic:
+    def of(cls, v: KeyVersion) -> VersionPublic:
         return cls(
             version=v.version,
             key_id=v.key_id,
             algorithm=v.algorithm,
             created_at=v.created_at,
-            public_key=v.public_key,
-            certificate=v.certificate,
+            public_key=v.public_key_pem,
+            certificate=v.certificate_pem,
             openpgp_certificate=v.openpgp_certificate,
         )
 
@@ -107,18 +102,10 @@ class KeyPublic(BaseModel):
     versions: list[VersionPublic]
 
     @classmethod
-    def of(cls, k: KeyInfo) -> KeyPublic:
-        return cls(
-            name=k.name,
-            type=k.type,
-            created_at=k.created_at,
-            latest_version=k.latest_version,
-            min_sign_version=k.min_sign_version,
-            min_verify_version=k.min_verify_version,
-            deletion_allowed=k.deletion_allowed,
-            params=k.params,
-            versions=[VersionPublic.of(v) for v in k.versions],
-        )
+    def of(cls, k: Key) -> KeyPublic:
+        """The fields declared here, and only those, taken from ``k``."""
+        public = {f: getattr(k, f) for f in cls.model_fields if f != "versions"}
+        return cls(**public, versions=[VersionPublic.of(v) for v in k.versions.values()])
 
 
 class KeyList(BaseModel):
@@ -169,14 +156,15 @@ class VerifyInput(SignInput):
     signature: str = Field(max_length=_B64_SIGNATURE)
 
 
-class VerifyRequest(_Strict):
-    digest: str | None = Field(default=None, max_length=_B64_DIGEST)
-    message: str | None = Field(default=None, max_length=_B64_MESSAGE)
+class VerifyRequest(SignInput):
     signature: str | None = Field(default=None, max_length=_B64_SIGNATURE)
-    hash_algorithm: HashAlgorithm | None = None
-    signature_algorithm: SignatureAlgorithm = "pss"
-    version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
-    batch: list[VerifyInput] | None = Field(default=None, max_length=MAX_BATCH)
+    batch: list[VerifyInput] | None = Field(default=None, max_length=MAX_BATCH, description="verify several at once")
+
+    def single(self) -> VerifyInput:
+        """The one input of a request without a batch."""
+        if self.signature is None:
+            raise UsageError("signature is required")
+        return VerifyInput(**self.model_dump(exclude={"batch"}))
 
 
 class VerdictPublic(BaseModel):

@@ -1,6 +1,6 @@
 """The signing service's settings: one validated object, built by the CLI (or a test) and handed to ``create_app``.
 
-The library never reads the environment; :func:`signery.cli.server` does, and passes plain values here.
+The library never reads the environment; :mod:`signery.cli.server` does, and passes plain values here.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._internal.db import normalise_url
 from ..errors import ConfigError
 
 MASTER_KEY_BYTES = 32  # AES-256
@@ -122,16 +123,6 @@ def tls_files(cert: str | Path | None, key: str | Path | None) -> TlsFiles | Non
     return TlsFiles(cert=cert_path, key=key_path)
 
 
-def normalise_database_url(url: str) -> str:
-    """``postgresql://`` means psycopg 3 here (SQLAlchemy's default driver, psycopg2, is not a dependency)."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    if not (url.startswith(("sqlite:///", "postgresql+psycopg://"))):
-        raise ConfigError("database URL must be sqlite:///PATH or postgresql://USER@HOST/DB", subject="--database-url")
-    return url
-
-
 @dataclass(frozen=True)
 class Settings:
     """Everything the service needs to run.
@@ -151,7 +142,7 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "database_url", normalise_database_url(self.database_url))
+        object.__setattr__(self, "database_url", normalise_url(self.database_url))
         if not self.rate_per_second > 0:
             raise ConfigError("the rate limit must be positive", subject="rate_per_second")
         if self.burst < 1:

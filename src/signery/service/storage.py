@@ -10,31 +10,16 @@ import fcntl
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import (
-    Boolean,
-    Connection,
-    Engine,
-    Float,
-    ForeignKey,
-    Integer,
-    LargeBinary,
-    String,
-    Text,
-    create_engine,
-    event,
-)
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Boolean, Connection, Engine, Float, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from ..errors import ConfigError, EnvironmentFailure
-from .settings import normalise_database_url
+from .._internal.db import Migrations, make_engine, normalise_url, redact, sqlite_file, translated
+from ..errors import ConfigError
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000  # two processes on one SQLite file wait for each other rather than fail
-MIGRATIONS = "signery.service:migrations"
+MIGRATIONS = Migrations("signery.service:migrations")
 
 
 class Base(DeclarativeBase):
@@ -119,62 +104,22 @@ class RateBucketRow(Base):
     updated: Mapped[float] = mapped_column(Float)  # the database clock, seconds since the epoch
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    # Autocommit at the driver level; SQLAlchemy's "begin" hook below issues BEGIN IMMEDIATE itself, so a
-    # transaction takes the write lock up front instead of failing when it upgrades from read to write.
-    dbapi_conn.isolation_level = None
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL is durable across process crashes (not power loss)
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cur.close()
-
-
-def make_engine(url: str, *, read_only: bool = False) -> Engine:
-    """An engine; on SQLite, ``read_only`` engines begin deferred transactions (WAL readers never block)."""
-    url = normalise_database_url(url)
-    if url.startswith("sqlite"):
-        path = url.removeprefix("sqlite:///")
-        if path and path != ":memory:" and not Path(path).parent.is_dir():
-            raise ConfigError(f"directory of database {path} does not exist", subject=url)
-        engine = create_engine(url, connect_args={"check_same_thread": False})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
-
-        @event.listens_for(engine, "begin")
-        def _begin(conn: Any) -> None:
-            conn.exec_driver_sql(begin)
-
-        return engine
-    return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
-
-
-def _redact(url: str) -> str:
-    head, sep, tail = url.rpartition("@")
-    if not sep:
-        return url
-    scheme, _, creds = head.partition("://")
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}@{tail}"
-
-
 class Database:
     """An engine plus a session factory for one database URL."""
 
     def __init__(self, url: str) -> None:
-        self.url = normalise_database_url(url)
-        self.display_url = _redact(self.url)
-        self.engine = make_engine(self.url)
+        self.url = normalise_url(url)
+        self.display_url = redact(self.url)
+        # SQLite: writers take the write lock as they begin, so none fails upgrading from a read; readers begin
+        # deferred transactions on an engine of their own, and WAL never blocks them.
+        self.engine = make_engine(self.url, sqlite_begin="BEGIN IMMEDIATE")
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = threading.Lock()
         self._lock_fd: int | None = None
-        self._lock_path: Path | None = None
+        path = sqlite_file(self.url)
+        self._lock_path = None if path is None else Path(f"{path}.lock")
         if self.url.startswith("sqlite"):
-            path = self.url.removeprefix("sqlite:///")
-            if path and path != ":memory:":
-                self._lock_path = Path(f"{path}.lock")
-            self._read_engine: Engine | None = make_engine(self.url, read_only=True)
+            self._read_engine: Engine | None = make_engine(self.url, sqlite_begin="BEGIN")
             self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
         else:
             self._read_engine, self._read_sessions = None, self._sessions
@@ -198,13 +143,8 @@ class Database:
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        """Database failures become ``EnvironmentFailure`` naming the database (the driver's text may hold data)."""
-        try:
-            yield
-        except SQLAlchemyError as exc:
-            raise EnvironmentFailure(f"database error: {type(exc).__name__}", subject=self.display_url) from exc
+    def _errors(self) -> AbstractContextManager[None]:
+        return translated(self.display_url)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -233,43 +173,15 @@ class Database:
                 session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             yield session
 
-    def _alembic_config(self) -> Any:
-        from alembic.config import Config
-
-        cfg = Config()
-        cfg.set_main_option("script_location", MIGRATIONS)
-        return cfg
-
     def migrate(self) -> str:
         """Upgrade the schema to the newest revision; returns it. Safe to run again."""
-        from alembic import command
-
-        cfg = self._alembic_config()
-        try:
-            with self.engine.begin() as conn:
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
-        except SQLAlchemyError as exc:
-            raise EnvironmentFailure(f"cannot migrate {self.display_url}: {exc}", subject=self.display_url) from exc
-        return self.head_revision()
+        return MIGRATIONS.upgrade(self.engine, display=self.display_url)
 
     def head_revision(self) -> str:
-        from alembic.script import ScriptDirectory
-
-        head = ScriptDirectory.from_config(self._alembic_config()).get_current_head()
-        assert head is not None
-        return head
+        return MIGRATIONS.head()
 
     def current_revision(self) -> str | None:
-        from alembic.runtime.migration import MigrationContext
-
-        try:
-            with self.engine.connect() as conn:
-                return MigrationContext.configure(conn).get_current_revision()
-        except SQLAlchemyError as exc:
-            raise EnvironmentFailure(
-                f"cannot open database {self.display_url}: {exc}", subject=self.display_url
-            ) from exc
+        return MIGRATIONS.current(self.engine, display=self.display_url)
 
     def check_schema(self) -> None:
         """Refuse to serve a database that is missing or behind the code."""

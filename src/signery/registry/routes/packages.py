@@ -10,13 +10,13 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
-from ...errors import MalformedError
+from ...errors import MalformedError, NotFoundError
 from ..blobs import CorruptBlobError
 from ..deps import StoreDep
 from ..index import VersionIndex
 from ..naming import Version, check_name
 from ..schemas import ErrorBody, PackagePublic, VersionPublic
-from ..store import NotFoundError, RegistryStore
+from ..store import RegistryStore
 
 router = APIRouter(prefix="/api/packages", tags=["packages"])
 

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
+from ..._internal.names import KEY_NAME_LENGTH, NAME_PATTERN
 from ..apikeys import ApiKeyInfo, create_api_key, list_api_keys, parse_expiry, revoke_api_key
 from ..deps import AdminCaller, State
-from ..names import NAME_PATTERN
 from ..schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyPublic
 
 router = APIRouter(prefix="/api-keys", tags=["api-keys"])
@@ -42,7 +42,7 @@ def list_(state: State, caller: AdminCaller) -> ApiKeyList:
 
 @router.post("/{name}/revoke", response_model=ApiKeyPublic)
 def revoke(
-    name: Annotated[str, Path(pattern=NAME_PATTERN, max_length=64)], state: State, caller: AdminCaller
+    name: Annotated[str, Path(pattern=NAME_PATTERN, max_length=KEY_NAME_LENGTH)], state: State, caller: AdminCaller
 ) -> ApiKeyPublic:
     with state.db.session() as session:
         info = revoke_api_key(session, name=name, caller=caller.name)
