@@ -192,6 +192,19 @@ def _signer(result: VerificationResult) -> SignatureCheck | None:
 # -- install ----------------------------------------------------------------------------------------------------
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux says it (os.umask can only set it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def install_package(
     package: Path,
     *,
@@ -267,7 +280,8 @@ def install_package(
             stage("verified")
 
             tree_tmp = Path(tempfile.mkdtemp(prefix=f".{name}.new-", dir=plugins_dir))
-            os.chmod(tree_tmp, 0o755)  # noqa: S103 - a plugin directory like any other (mkdtemp makes 0700)
+            # A plugin directory like any other (mkdtemp makes 0700): 0755 less the umask, as its contents get.
+            os.chmod(tree_tmp, 0o755 & ~_umask())
             if listing is not None:
                 files = extract_tar(staged, tree_tmp, listing, root=ident.root, source=str(package))
             else:
