@@ -72,7 +72,7 @@ def test_unsigned_refused_by_default_naming_reason_and_setting(tmp_path: Path, h
     assert r.exit_code == 1
     assert "unsigned" in r.output and "force_verifying_signature" in r.output
     r = run("install", package(tmp_path, "1.0.0"), "--plugins-dir", tmp_path / "p", "--json")
-    assert json.loads(r.output)["error"]["reason"] == "unsigned"
+    assert json.loads(r.output)["reason"] == "unsigned"
 
 
 def test_not_forced_installs_unverified_until_forced(tmp_path: Path, home: Path) -> None:
@@ -141,7 +141,7 @@ def test_a_v_prefixed_version_is_malformed_as_in_the_registry(
     r = run("install", package(tmp_path, "v1.0.0", key=key), "--plugins-dir", plugins, "--json")
     assert r.exit_code == 2, r.output
     doc = json.loads(r.output)
-    assert doc["ok"] is False and doc["error"]["reason"] == "malformed" and "not a version" in doc["error"]["message"]
+    assert doc["ok"] is False and doc["reason"] == "malformed" and "not a version" in doc["message"]
     assert not plugins.exists()
     four = run("install", package(tmp_path, "1.0.0.1", key=key), "--plugins-dir", plugins)
     assert four.exit_code == 0, four.output

@@ -1,15 +1,19 @@
 """The ``signery`` command line: a thin layer over the library.
 
-Subcommands are imported only when run (a lazy group), so ``signery verify`` starts fast.
+Subcommands are imported only when run (a lazy group), so ``signery verify`` starts fast. A server command
+whose extra is not installed says so and exits 3 (see :data:`NEEDS_EXTRA`).
 """
 
 from __future__ import annotations
 
 import gc
 import importlib
-from typing import Any
+import sys
+from typing import Any, NoReturn
 
 import click
+
+from ._common import JsonGroup
 
 # name -> "module:attribute". Each command group lives in its own module under signery.cli.
 COMMANDS: dict[str, str] = {
@@ -30,8 +34,52 @@ COMMANDS: dict[str, str] = {
     "plugins": "signery.cli.plugins:plugins",
 }
 
+# Commands that run a server, or use the server's code, and the extra that installs what they import. A plain
+# `pip install signery` signs, verifies and installs; these say which extra to add instead of a traceback.
+NEEDS_EXTRA: dict[str, str] = {
+    "server": "service",
+    "registry": "registry",
+    "publish": "registry",  # the registry client shares the registry's limits (signery.registry.settings)
+    "search": "registry",
+    "mirror": "registry",
+}
+# The top-level modules those extras install (and the frameworks they bring).
+EXTRA_MODULES = frozenset(
+    {"fastapi", "starlette", "pydantic", "uvicorn", "uvloop", "httptools", "sqlalchemy", "alembic", "psycopg"}
+)
 
-class LazyGroup(click.Group):
+
+def _missing_extra(cmd_name: str | None, exc: ImportError) -> str | None:
+    """The extra ``cmd_name`` needs, if ``exc`` says one of that extra's modules is missing."""
+    extra = NEEDS_EXTRA.get(cmd_name or "")
+    missing = (exc.name or "").partition(".")[0]
+    return extra if extra is not None and missing in EXTRA_MODULES else None
+
+
+def _needs_extra_message(cmd_name: str, extra: str) -> str:
+    return f"signery: {cmd_name} needs the '{extra}' extra: pip install 'signery[{extra}]'"
+
+
+def _exit_needing(cmd_name: str, extra: str) -> NoReturn:
+    click.echo(_needs_extra_message(cmd_name, extra), err=True)
+    sys.exit(3)  # an environment error (cli._common.EXIT_ENV, not imported here to keep start-up lean)
+
+
+def _placeholder(cmd_name: str, extra: str) -> click.Command:
+    """Stands in for a command whose module cannot be imported without ``extra``: listed, and explains itself."""
+
+    def run() -> None:
+        _exit_needing(cmd_name, extra)
+
+    return click.Command(
+        cmd_name,
+        callback=run,
+        help=f"(needs the '{extra}' extra: pip install 'signery[{extra}]')",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
+    )
+
+
+class LazyGroup(JsonGroup):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
@@ -40,9 +88,24 @@ class LazyGroup(click.Group):
         if target is None:
             return None
         module, _, attr = target.partition(":")
-        cmd = getattr(importlib.import_module(module), attr)
+        try:
+            cmd = getattr(importlib.import_module(module), attr)
+        except ImportError as exc:
+            extra = _missing_extra(cmd_name, exc)
+            if extra is None:
+                raise
+            return _placeholder(cmd_name, extra)
         assert isinstance(cmd, click.Command)
         return cmd
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ImportError as exc:  # commands import their heavy modules when they run
+            extra = _missing_extra(ctx.invoked_subcommand, exc)
+            if extra is None or ctx.invoked_subcommand is None:
+                raise
+            _exit_needing(ctx.invoked_subcommand, extra)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -50,12 +113,15 @@ class LazyGroup(click.Group):
 def cli() -> None:
     """Sign software packages, and refuse the ones not signed by someone you trust.
 
+    Create a key with `signery keygen alice` (alice.private.pem, 0600, and alice.public.pem), sign, trust the
+    public key with `signery trust add alice.public.pem --name alice`, and verify: exit 0 verified, 1 refused,
+    with the reason.
+
     \b
-    Quick tour:
-      signery keygen alice                          # alice.private.pem (0600) + alice.public.pem
+    Examples:
       signery sign plugin.zip --key alice.private.pem
-      signery trust add alice.public.pem --name alice
-      signery verify plugin.signed.zip              # exit 0 verified, 1 refused (with the reason)
+      signery verify plugin.signed.zip --key alice.public.pem
+      signery verify plugin.signed.zip --json
 
     Exit codes: 0 ok, 1 verification failed or refused, 2 usage or input error, 3 environment error.
     Trust store and policy live in $SIGNERY_HOME (default ~/.config/signery).

@@ -10,7 +10,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -47,13 +47,33 @@ def passphrase_from_env(var: str | None) -> bytes | None:
     return value.encode()
 
 
-def emit_json(doc: Any) -> None:
+ENVELOPE = ("ok", "reason", "message")
+
+
+def envelope(data: Mapping[str, Any], *, ok: bool, reason: str | None, message: str) -> dict[str, Any]:
+    """The one JSON shape of every command: ``ok``, ``reason`` and ``message`` first, then the command's own data.
+
+    ``reason`` is a :class:`~signery.errors.Reason` value when ``ok`` is false (``null`` on success); ``message``
+    is the line a person would read. The command's data never overrides the three envelope members.
+    """
+    return {"ok": ok, "reason": reason, "message": message, **{k: v for k, v in data.items() if k not in ENVELOPE}}
+
+
+def emit_json(data: Mapping[str, Any], *, message: str, ok: bool = True, reason: str | None = None) -> None:
+    """Print the envelope around ``data`` (see :func:`envelope`) as one JSON document on stdout."""
+    doc = envelope(data, ok=ok, reason=reason, message=message)
     click.echo(json.dumps(doc, indent=2, sort_keys=False, default=str))
+
+
+def error_envelope(err: SigneryError) -> dict[str, Any]:
+    """A failure as the envelope; ``error`` repeats reason, message and subject for scripts of the older shape."""
+    data = {"subject": err.subject, "hint": err.hint, "error": err.to_dict()}
+    return envelope(data, ok=False, reason=err.reason.value, message=err.message)
 
 
 def fail(err: SigneryError, *, as_json: bool = False) -> NoReturn:
     if as_json:
-        emit_json({"ok": False, "error": err.to_dict()})
+        click.echo(json.dumps(error_envelope(err), indent=2, sort_keys=False, default=str))
     else:
         click.echo(f"signery: {err.diagnostics()}", err=True)
         if err.subject and err.subject not in err.message:
@@ -78,6 +98,87 @@ def handle_errors(fn: F) -> F:
             fail(_os_error(err), as_json=as_json)
 
     return wrapper  # type: ignore[return-value]
+
+
+def rename_paths(err: SigneryError, renames: Callable[[str], str]) -> SigneryError:
+    """``err`` with ``renames`` applied to its message, subject and hint: the CLI's way to name the user's file
+    where the library names the private copy it worked on (a staging file, a download directory)."""
+    err.message = renames(err.message)
+    err.args = (err.message, *err.args[1:])
+    err.subject = renames(err.subject) if err.subject is not None else None
+    err.hint = renames(err.hint) if err.hint is not None else None
+    return err
+
+
+# --- usage errors -------------------------------------------------------------------------------------------------
+# Click reports a bad command line (unknown option, missing argument, bad value) itself, as text on stderr. With
+# --json anywhere on the line, the command classes below report it as the envelope instead (reason "malformed",
+# exit 2). Every command and group of the CLI is made with them (``command``/``group`` below, and a JsonGroup's
+# subcommands by inheritance); the root group in cli/__init__.py opts in by deriving from JsonGroup.
+
+_JSON_META = "signery.json"
+
+
+def _asks_json(args: Sequence[str]) -> bool:
+    words = list(args)
+    return "--json" in (words[: words.index("--")] if "--" in words else words)
+
+
+def _usage_failure(err: click.UsageError) -> NoReturn:
+    message = err.format_message()
+    data: dict[str, Any] = {"subject": None, "hint": None}
+    if err.ctx is not None:
+        data["usage"] = err.ctx.get_usage()
+        data["hint"] = f"see '{err.ctx.command_path} --help'"
+    data["error"] = {"reason": "malformed", "message": message, "subject": None}
+    doc = envelope(data, ok=False, reason="malformed", message=message)
+    click.echo(json.dumps(doc, indent=2, sort_keys=False, default=str))
+    sys.exit(EXIT_USAGE)
+
+
+class _JsonUsage(click.Command):
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        wants = _asks_json(args) or bool(parent is not None and parent.meta.get(_JSON_META))
+        try:
+            ctx = super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as err:
+            if wants and not isinstance(err, click.exceptions.NoArgsIsHelpError):
+                _usage_failure(err)
+            raise
+        if wants:
+            ctx.meta[_JSON_META] = True  # shared with every context below this one
+        return ctx
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as err:  # an unknown subcommand, or a callback's ctx.fail / BadParameter
+            if ctx.meta.get(_JSON_META) and not isinstance(err, click.exceptions.NoArgsIsHelpError):
+                _usage_failure(err)
+            raise
+
+
+class JsonCommand(_JsonUsage):
+    """A command whose usage errors become the JSON envelope when ``--json`` is on the command line."""
+
+
+class JsonGroup(_JsonUsage, click.Group):
+    """A group like :class:`JsonCommand`; its subcommands and subgroups are made with the same classes."""
+
+    command_class = JsonCommand
+    group_class = type  # subgroups of the group's own class
+
+
+def command(name: str | None = None, **attrs: Any) -> Callable[[Callable[..., Any]], click.Command]:
+    """``click.command`` with :class:`JsonCommand`."""
+    return click.command(name, cls=JsonCommand, **attrs)
+
+
+def group(name: str | None = None, **attrs: Any) -> Callable[[Callable[..., Any]], JsonGroup]:
+    """``click.group`` with :class:`JsonGroup`."""
+    return click.group(name, cls=JsonGroup, **attrs)
 
 
 def _os_error(err: OSError) -> SigneryError:

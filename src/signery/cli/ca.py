@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import emit_json, handle_errors, json_option, passphrase_from_env
+from ._common import emit_json, group, handle_errors, json_option, passphrase_from_env
 
 KEY_TYPES = ("rsa-2048", "rsa-3072", "rsa-4096", "ecdsa-p256", "ecdsa-p384", "ed25519")
 _out = click.option(
@@ -27,25 +27,27 @@ _force = click.option("--force", is_flag=True, help="Overwrite existing files.")
 _passphrase = click.option("--passphrase-env", metavar="VAR", help="Passphrase of the CA key in $VAR.")
 
 
-@click.group()
+@group()
 def ca() -> None:
     """Create a code-signing PKI: a root, intermediates, and leaf certificates for OCM signing.
 
+    Then sign with the leaf: signery ocm sign ./ca --signature acme --key acme.key.pem --cert acme.cert.pem
+
     \b
-    Example:
+    Examples:
       signery ca create-root --subject "/CN=ACME Root CA" --out root
       signery ca create-intermediate --ca root --subject "/CN=ACME Signing CA" --out signing-ca
       signery ca issue --ca signing-ca --subject "/CN=acme.org/O=ACME" --code-signing --out acme
-      signery ocm sign ./ca --signature acme --key acme.key.pem --cert acme.cert.pem
-      signery ocm verify ./ca --signature acme --ca-cert root.cert.pem
     """
 
 
 def _report(kind: str, paths: tuple[Path, Path], subject: str, as_json: bool) -> None:
+    message = f"created {kind} {subject}: {paths[0]} (key {paths[1]})"
     if as_json:
-        emit_json({"ok": True, "kind": kind, "subject": subject, "certificate": str(paths[0]), "key": str(paths[1])})
+        data = {"kind": kind, "subject": subject, "certificate": str(paths[0]), "key": str(paths[1])}
+        emit_json(data, message=message)
     else:
-        click.echo(f"created {kind} {subject}: {paths[0]} (key {paths[1]})")
+        click.echo(message)
 
 
 @ca.command("create-root")
@@ -57,7 +59,13 @@ def _report(kind: str, paths: tuple[Path, Path], subject: str, as_json: bool) ->
 @json_option
 @handle_errors
 def create_root(subject: str, out: Path, key_type: str, days: int, force: bool, as_json: bool) -> None:
-    """Create a self-signed root CA."""
+    """Create a self-signed root CA.
+
+    \b
+    Examples:
+      signery ca create-root --subject "/CN=ACME Root CA" --out root
+      signery ca create-root --subject "/CN=ACME Root CA" --key-type ecdsa-p384 --days 7300 --out root
+    """
     from .. import x509ca
 
     ident = x509ca.create_root(subject, key_type=key_type, days=days)
@@ -86,7 +94,12 @@ def create_intermediate(
     force: bool,
     as_json: bool,
 ) -> None:
-    """Create an intermediate CA signed by --ca."""
+    """Create an intermediate CA signed by --ca.
+
+    \b
+    Examples:
+      signery ca create-intermediate --ca root --subject "/CN=ACME Signing CA" --out signing-ca
+    """
     from .. import x509ca
 
     parent = x509ca.load(ca_name, passphrase=passphrase_from_env(passphrase_env))
@@ -118,7 +131,13 @@ def issue(
     force: bool,
     as_json: bool,
 ) -> None:
-    """Issue a leaf certificate (DigitalSignature; CodeSigning EKU unless --no-code-signing) signed by --ca."""
+    """Issue a leaf certificate (DigitalSignature; CodeSigning EKU unless --no-code-signing) signed by --ca.
+
+    \b
+    Examples:
+      signery ca issue --ca signing-ca --subject "/CN=acme.org/O=ACME" --out acme
+      signery ca issue --ca signing-ca --subject "/CN=acme.org" --passphrase-env CA_PASS --days 90 --out acme
+    """
     from .. import x509ca
 
     parent = x509ca.load(ca_name, passphrase=passphrase_from_env(passphrase_env))

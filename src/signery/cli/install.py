@@ -7,14 +7,18 @@ The policy comes from ``--policy FILE`` (default ``$SIGNERY_HOME/policy.toml``) 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
-from ..errors import UsageError
-from ._common import emit_json, handle_errors, json_option, signery_home, trust_store_dir
+from ..errors import SigneryError, UsageError
+from ._common import command, emit_json, handle_errors, json_option, rename_paths, signery_home, trust_store_dir
+
+T = TypeVar("T")
 
 _PLUGINS_DIR = click.option(
     "--plugins-dir",
@@ -55,6 +59,48 @@ def _split_spec(spec: str) -> tuple[str, str | None]:
     return name, version or None
 
 
+# The host stages the package and its signatures in DIR/.signery/staging-XXXX/ (as NAME or "package", and as
+# signature-N.EXT) and verifies the copies; an error raised there may name a copy. The user gave other paths.
+_STAGED = re.compile(r"(?:[^\s'\"]*/)?\.signery/staging-[^/\s'\"]+/(?P<file>[^\s'\":]+)")
+
+
+def _user_paths(
+    fn: Callable[..., T],
+    names: dict[str, str],
+    *,
+    package: Path | None = None,
+    signatures: Sequence[Path] = (),
+) -> Callable[..., T]:
+    """``fn`` whose errors name the user's files: ``names`` maps private paths (prefixes) to what the user gave,
+    and a staged copy of the package or of a signature becomes ``package`` or that signature."""
+
+    def user_path(match: re.Match[str]) -> str:
+        sig = re.fullmatch(r"signature-(\d+)(\.\w+)?", match["file"])
+        if sig is not None:
+            index = int(sig[1])
+            if index < len(signatures):
+                return str(signatures[index])
+            if package is not None and not signatures:  # found beside the package: PACKAGE.sig or PACKAGE.asc
+                return f"{package}{sig[2] or '.sig'}"
+        if package is not None:
+            return str(package)
+        return match[0]
+
+    def rename(text: str) -> str:
+        text = _STAGED.sub(user_path, text)
+        for private, public in sorted(names.items(), key=lambda kv: -len(kv[0])):  # longest first
+            text = text.replace(private, public)
+        return text
+
+    def call(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except SigneryError as err:
+            raise rename_paths(err, rename) from err.__cause__
+
+    return call
+
+
 def describe(record: Any) -> str:
     who = f"{record.signer_key_name} ({(record.signer_key_id or '')[:16]})" if record.signer_key_id else ""
     if record.status == "verified":
@@ -62,7 +108,7 @@ def describe(record: Any) -> str:
     return f"installed {record.name} {record.version}: UNVERIFIED ({record.reason}): {record.message}"
 
 
-@click.command()
+@command()
 @click.argument("package")
 @_PLUGINS_DIR
 @click.option("--allow-unverified", is_flag=True, help="Accept an unverified install if the policy permits it.")
@@ -105,7 +151,9 @@ def install(
       signery install hello.signed.difypkg --plugins-dir plugins
       signery install demo-0.1.0.tar.gz --plugins-dir plugins          # demo-0.1.0.tar.gz.sig beside it
       signery install hello@1.2.0 --registry http://127.0.0.1:8080 --plugins-dir plugins
-      FORCE_VERIFYING_SIGNATURE=false signery install x.difypkg --plugins-dir plugins --allow-unverified
+
+    An unsigned plugin installs only where the policy allows it (FORCE_VERIFYING_SIGNATURE=false) and with
+    --allow-unverified.
 
     Exit codes: 0 installed, 1 refused (the reason and the file or key at fault are printed),
     2 bad input, 3 configuration error (e.g. a key file listed in the policy cannot be read).
@@ -129,15 +177,19 @@ def install(
             if registry:
                 from ..registry.client import fetch_package
 
-                fetched = fetch_package(registry, name, version, Path(tmp))
+                fetched = _user_paths(fetch_package, {tmp: f"{registry.rstrip('/')}/{name}"})(
+                    registry, name, version, Path(tmp)
+                )
                 source = f"{registry.rstrip('/')}/{fetched.name}@{fetched.version}"
             else:
                 from ..registry.mirror import open_bundle
 
                 assert bundle is not None
-                fetched = open_bundle(bundle, name, version, Path(tmp))
+                fetched = _user_paths(open_bundle, {tmp: f"{bundle}:{name}"})(bundle, name, version, Path(tmp))
                 source = f"{bundle}:{fetched.name}@{fetched.version}"
-            record = install_package(
+            # Errors name what the user asked for (registry/NAME@VERSION, BUNDLE:NAME@VERSION), not the download.
+            names = {str(fetched.path): source, tmp: source.rpartition("@")[0]}
+            record = _user_paths(install_package, names, signatures=[*fetched.signatures, *signatures])(
                 fetched.path,
                 signatures=[*fetched.signatures, *signatures],
                 expected_name=fetched.name,  # a registry or bundle must not pass another signed plugin off as this
@@ -153,8 +205,10 @@ def install(
                 subject=package,
                 hint="to install by name, add --registry URL or --from BUNDLE",
             )
-        record = install_package(path, signatures=list(signatures), **options)
+        record = _user_paths(install_package, {}, package=path, signatures=signatures)(
+            path, signatures=list(signatures), **options
+        )
     if as_json:
-        emit_json({"ok": True, "record": record.to_dict(with_files=False)})
+        emit_json({"record": record.to_dict(with_files=False)}, message=describe(record))
     else:
         click.echo(describe(record))

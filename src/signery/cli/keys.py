@@ -7,12 +7,12 @@ from pathlib import Path
 import click
 
 from ..errors import UsageError
-from ._common import emit_json, handle_errors, json_option, passphrase_from_env
+from ._common import command, emit_json, handle_errors, json_option, passphrase_from_env
 
 FORMAT_CHOICES = ("native", "dify", "openpgp")
 
 
-@click.command()
+@command()
 @click.argument("name")
 @click.option(
     "--format",
@@ -48,8 +48,9 @@ def keygen(
     Examples:
       signery keygen alice                                  # Ed25519, alice.private.pem + alice.public.pem
       signery keygen release --algorithm rsa-4096 --passphrase-env RELEASE_PASS
-      signery keygen acme --format dify                     # for .difypkg plugins
       signery keygen alice --format openpgp --uid "Alice <alice@example.org>"
+
+    --format dify writes the RSA-4096 PKCS#1 key that .difypkg plugins are signed with.
     """
     if "/" in name or name in ("", ".", ".."):
         raise UsageError(f"key name {name!r} must be a plain file name", subject=name)
@@ -82,8 +83,10 @@ def keygen(
             priv, pub, key_obj, passphrase=passphrase, fmt="pkcs1" if fmt == "dify" else "pkcs8", overwrite=force
         )
         kid = key_id(key_obj.public_key())
+    message = f"created {priv} (private, mode 0600) and {pub}"
     if as_json:
-        emit_json({"ok": True, "key_id": kid, "private_key": str(priv), "public_key": str(pub), "format": fmt})
+        data = {"key_id": kid, "private_key": str(priv), "public_key": str(pub), "format": fmt}
+        emit_json(data, message=f"{message}; key id {kid}")
     else:
-        click.echo(f"created {priv} (private, mode 0600) and {pub}")
+        click.echo(message)
         click.echo(f"key id {kid}")

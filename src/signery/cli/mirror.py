@@ -8,13 +8,20 @@ from pathlib import Path
 import click
 
 from ..errors import UsageError
-from ._common import emit_json, handle_errors, json_option
+from ._common import emit_json, group, handle_errors, json_option
 from .publish import TOKEN_ENV
 
 
-@click.group()
+@group()
 def mirror() -> None:
-    """Export packages with all their signatures to a bundle, and import bundles into a registry."""
+    """Export packages with all their signatures to a bundle, and import bundles into a registry.
+
+    \b
+    Examples:
+      signery mirror export hello@1.2.0 demo --registry http://registry.example.org --out bundle.tar
+      signery mirror import bundle.tar --registry http://127.0.0.1:8080
+      signery install hello@1.2.0 --from bundle.tar --plugins-dir plugins     # no registry needed
+    """
 
 
 def _parse_ref(ref: str) -> tuple[str, str | None]:
@@ -29,12 +36,18 @@ def _parse_ref(ref: str) -> tuple[str, str | None]:
 @json_option
 @handle_errors
 def export(refs: tuple[str, ...], registry: str, out: Path, as_json: bool) -> None:
-    """Write NAME[@VERSION]... (latest when no version), their signatures and an index into one tar."""
+    """Write NAME[@VERSION]... (latest when no version), their signatures and an index into one tar.
+
+    \b
+    Examples:
+      signery mirror export hello@1.2.0 demo --registry http://registry.example.org --out bundle.tar
+    """
     from ..registry.mirror import export_bundle
 
     exported = export_bundle(registry, [_parse_ref(r) for r in refs], out)
     if as_json:
-        emit_json({"ok": True, "bundle": str(out), "packages": [ix.to_dict() for ix in exported]})
+        data = {"bundle": str(out), "packages": [ix.to_dict() for ix in exported]}
+        emit_json(data, message=f"exported {len(exported)} package(s) to {out}")
         return
     for ix in exported:
         click.echo(f"exported {ix.ref} ({len(ix.signatures)} signature(s))")
@@ -47,7 +60,12 @@ def export(refs: tuple[str, ...], registry: str, out: Path, as_json: bool) -> No
 @json_option
 @handle_errors
 def import_(bundle: Path, registry: str, as_json: bool) -> None:
-    """Publish every package in BUNDLE, signatures intact, to a registry (token from $SIGNERY_REGISTRY_TOKEN)."""
+    """Publish every package in BUNDLE, signatures intact, to a registry (token from $SIGNERY_REGISTRY_TOKEN).
+
+    \b
+    Examples:
+      signery mirror import bundle.tar --registry http://127.0.0.1:8080
+    """
     from ..registry.mirror import import_bundle
 
     token = os.environ.get(TOKEN_ENV)
@@ -55,7 +73,9 @@ def import_(bundle: Path, registry: str, as_json: bool) -> None:
         raise UsageError(f"set {TOKEN_ENV} to a publisher token", subject=TOKEN_ENV)
     results = import_bundle(bundle, registry, token=token)
     if as_json:
-        emit_json({"ok": True, "packages": [{"created": c, **ix.to_dict()} for ix, c in results]})
+        created = sum(1 for _ix, c in results if c)
+        data = {"packages": [{"created": c, **ix.to_dict()} for ix, c in results]}
+        emit_json(data, message=f"imported {created} of {len(results)} package(s) from {bundle}")
         return
     for ix, created in results:
         click.echo(f"{'imported' if created else 'already present'} {ix.ref} ({len(ix.signatures)} signature(s))")

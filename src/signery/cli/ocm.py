@@ -9,22 +9,21 @@ from typing import Any
 import click
 
 from ..errors import UsageError
-from ._common import emit_json, handle_errors, json_option, passphrase_from_env
+from ._common import emit_json, group, handle_errors, json_option, passphrase_from_env
 
 NORMALISATIONS = ("jsonNormalisation/v1", "jsonNormalisation/v2", "jsonNormalisation/v3", "jsonNormalisation/v4alpha1")
 HASHES = ("sha256", "sha512", "SHA-256", "SHA-512")
 
 
-@click.group()
+@group()
 def ocm() -> None:
     """Open Component Model component versions: normalise, digest, sign, verify.
 
     \b
-    Quick tour:
+    Examples:
       signery ocm keygen acme                                  # acme.priv / acme.pub (as `ocm create rsakeypair`)
       signery ocm sign ./component-archive --signature acme --key acme.priv
       signery ocm verify ./component-archive --signature acme --public-key acme.pub
-      signery ocm digest component-descriptor.yaml --algorithm jsonNormalisation/v3
     """
 
 
@@ -39,7 +38,13 @@ def _hash(name: str) -> Any:
 @click.option("--algorithm", type=click.Choice(NORMALISATIONS), default="jsonNormalisation/v3", show_default=True)
 @handle_errors
 def normalise(descriptor: Path, algorithm: str) -> None:
-    """Print the normalised bytes of DESCRIPTOR (YAML or JSON), exactly what OCM hashes; no trailing newline."""
+    """Print the normalised bytes of DESCRIPTOR (YAML or JSON), exactly what OCM hashes; no trailing newline.
+
+    \b
+    Examples:
+      signery ocm normalise component-descriptor.yaml
+      signery ocm normalise component-descriptor.yaml --algorithm jsonNormalisation/v2
+    """
     from ..ocm import load_descriptor
     from ..ocm import normalise as do_normalise
 
@@ -54,14 +59,21 @@ def normalise(descriptor: Path, algorithm: str) -> None:
 @json_option
 @handle_errors
 def digest(descriptor: Path, algorithm: str, hash_alg: str, as_json: bool) -> None:
-    """Print the hex digest of DESCRIPTOR's normalisation (what an OCM signature signs)."""
+    """Print the hex digest of DESCRIPTOR's normalisation (what an OCM signature signs).
+
+    \b
+    Examples:
+      signery ocm digest component-descriptor.yaml
+      signery ocm digest component-descriptor.yaml --algorithm jsonNormalisation/v2 --hash sha512 --json
+    """
     from ..ocm import descriptor_digest, load_descriptor
     from ..ocm.digests import OCM_HASH_NAMES
 
     h = _hash(hash_alg)
     value = descriptor_digest(load_descriptor(descriptor), normalisation=algorithm, hash_alg=h)
     if as_json:
-        emit_json({"hashAlgorithm": OCM_HASH_NAMES[h], "normalisationAlgorithm": algorithm, "value": value})
+        data = {"hashAlgorithm": OCM_HASH_NAMES[h], "normalisationAlgorithm": algorithm, "value": value}
+        emit_json(data, message=value)
     else:
         click.echo(value)
 
@@ -170,10 +182,11 @@ def sign(
         issuer=issuer,
         issuer_mode="issuer" if issuer_convention == "issuer" else "subject",
     )
+    message = f"signed {cv.descriptor.identity} as {name!r} (digest {entry['digest']['value']})"
     if as_json:
-        emit_json({"ok": True, "component": cv.descriptor.identity, "signature": entry})
+        emit_json({"component": cv.descriptor.identity, "signature": entry}, message=message)
     else:
-        click.echo(f"signed {cv.descriptor.identity} as {name!r} (digest {entry['digest']['value']})")
+        click.echo(message)
 
 
 @ocm.command()
@@ -244,7 +257,8 @@ def verify(
         issuer_convention=issuer_convention,  # type: ignore[arg-type]
     )
     if as_json:
-        emit_json(result.to_dict())
+        reason = result.reason.value if result.reason else None
+        emit_json(result.to_dict(), ok=result.verified, reason=reason, message=result.message)
     elif result.verified:
         check = result.signatures[0]
         who = check.claims.get("certificate") or (check.key_id or "")[:16]
@@ -270,6 +284,11 @@ def keygen(name: str, bits: str, force: bool, as_json: bool) -> None:
     """Create NAME.priv (PKCS#1 "RSA PRIVATE KEY", mode 0600) and NAME.pub (PKCS#1 "RSA PUBLIC KEY").
 
     These are the files `ocm create rsakeypair NAME.priv` writes.
+
+    \b
+    Examples:
+      signery ocm keygen acme
+      signery ocm keygen keys/acme.priv --bits 4096 --force
     """
     from ..keys import generate_private_key, key_id, save_key_pair
 
@@ -280,7 +299,9 @@ def keygen(name: str, bits: str, force: bool, as_json: bool) -> None:
     paths = save_key_pair(
         base.with_name(base.name + ".priv"), base.with_name(base.name + ".pub"), key, fmt="pkcs1", overwrite=force
     )
+    message = f"created rsa key pair {paths.private}[{paths.public}]"
     if as_json:
-        emit_json({"private": str(paths.private), "public": str(paths.public), "key_id": key_id(key.public_key())})
+        data = {"private": str(paths.private), "public": str(paths.public), "key_id": key_id(key.public_key())}
+        emit_json(data, message=message)
     else:
-        click.echo(f"created rsa key pair {paths.private}[{paths.public}]")
+        click.echo(message)

@@ -7,13 +7,20 @@ from pathlib import Path
 
 import click
 
-from ._common import EXIT_REFUSED, emit_json, handle_errors, json_option
+from ._common import EXIT_REFUSED, emit_json, group, handle_errors, json_option
 from .install import _PLUGINS_DIR, _POLICY, _TRUST_STORE, load_host_policy, load_host_trust
 
 
-@click.group()
+@group()
 def plugins() -> None:
-    """Installed plugins: list them, re-check them against the current policy, remove them."""
+    """Installed plugins: list them, re-check them against the current policy, remove them.
+
+    \b
+    Examples:
+      signery plugins list --plugins-dir plugins
+      signery plugins check --plugins-dir plugins --json
+      signery plugins remove hello --plugins-dir plugins
+    """
 
 
 @plugins.command("list")
@@ -21,12 +28,18 @@ def plugins() -> None:
 @json_option
 @handle_errors
 def list_(plugins_dir: Path, as_json: bool) -> None:
-    """List installed plugins with their verification status and signer."""
+    """List installed plugins with their verification status and signer.
+
+    \b
+    Examples:
+      signery plugins list --plugins-dir plugins --json
+    """
     from ..host.checks import list_installed
 
     records = list_installed(plugins_dir)
     if as_json:
-        emit_json({"ok": True, "plugins": [r.to_dict(with_files=False) for r in records]})
+        data = {"plugins": [r.to_dict(with_files=False) for r in records]}
+        emit_json(data, message=f"{len(records)} plugin(s) installed in {plugins_dir}")
         return
     if not records:
         click.echo(f"no plugins installed in {plugins_dir}")
@@ -50,6 +63,11 @@ def check(plugins_dir: Path, policy_file: Path | None, trust_store: Path | None,
 
     Exit 1 naming each plugin that no longer passes (changed files, a key no longer trusted, an unverified
     plugin once verification is forced...).
+
+    \b
+    Examples:
+      signery plugins check --plugins-dir plugins
+      signery plugins check --plugins-dir plugins --policy /etc/signery/policy.toml --json
     """
     from ..host.checks import check_installed
 
@@ -57,7 +75,12 @@ def check(plugins_dir: Path, policy_file: Path | None, trust_store: Path | None,
     outcomes = check_installed(plugins_dir, policy=policy, trust=load_host_trust(trust_store))
     failing = [o for o in outcomes if not o.ok]
     if as_json:
-        emit_json({"ok": not failing, "plugins": [o.to_dict() for o in outcomes]})
+        if failing:
+            message = f"{len(failing)} plugin(s) no longer pass: {', '.join(o.name for o in failing)}"
+            reason = failing[0].reason.value if failing[0].reason else "policy-violation"
+        else:
+            message, reason = f"{len(outcomes)} plugin(s) pass", None
+        emit_json({"plugins": [o.to_dict() for o in outcomes]}, ok=not failing, reason=reason, message=message)
     else:
         for o in outcomes:
             mark = "ok  " if o.ok else "FAIL"
@@ -79,11 +102,17 @@ def check(plugins_dir: Path, policy_file: Path | None, trust_store: Path | None,
 @json_option
 @handle_errors
 def remove(name: str, plugins_dir: Path, as_json: bool) -> None:
-    """Uninstall plugin NAME (its files and its record)."""
+    """Uninstall plugin NAME (its files and its record).
+
+    \b
+    Examples:
+      signery plugins remove hello --plugins-dir plugins
+    """
     from ..host.checks import remove_plugin
 
     record = remove_plugin(plugins_dir, name)
     if as_json:
-        emit_json({"ok": True, "removed": record.to_dict(with_files=False)})
+        message = f"removed {record.name} {record.version}"
+        emit_json({"removed": record.to_dict(with_files=False)}, message=message)
     else:
         click.echo(f"removed {record.name} {record.version}")

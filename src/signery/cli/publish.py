@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import UsageError
-from ._common import emit_json, handle_errors, json_option
+from ._common import command, emit_json, handle_errors, json_option
 
 TOKEN_ENV = "SIGNERY_REGISTRY_TOKEN"  # noqa: S105 - the name of the variable, not a secret
 _registry_option = click.option(
@@ -16,7 +16,7 @@ _registry_option = click.option(
 )
 
 
-@click.command()
+@command()
 @click.argument("package", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--signature",
@@ -44,6 +44,12 @@ def publish(
     Name and version come from the package (Dify manifest.yaml, Elastic manifest.yml, Mattermost plugin.json)
     or from --name/--version. Re-publishing the same bytes with another --signature adds that signature;
     different bytes for a published version are refused (versions are immutable).
+
+    \b
+    Examples:
+      signery publish hello-1.2.0.signed.difypkg --registry http://127.0.0.1:8080
+      signery publish demo-0.1.0.tar.gz --signature demo-0.1.0.tar.gz.sig --registry http://127.0.0.1:8080
+      signery publish tool.zip --name acme-tool --version 1.0.0 --registry http://127.0.0.1:8080
     """
     from ..registry.client import publish_package
 
@@ -51,25 +57,32 @@ def publish(
     if not token:
         raise UsageError(f"set {TOKEN_ENV} to a publisher token", subject=TOKEN_ENV)
     index, created = publish_package(registry, package, token=token, signatures=signatures, name=name, version=version)
-    if as_json:
-        emit_json({"ok": True, "created": created, **index.to_dict()})
-        return
     what = "published" if created else "unchanged" if not signatures else "signatures added to"
-    click.echo(f"{what} {index.ref} sha256:{index.sha256} ({len(index.signatures)} signature(s))")
+    message = f"{what} {index.ref} sha256:{index.sha256} ({len(index.signatures)} signature(s))"
+    if as_json:
+        emit_json({"created": created, **index.to_dict()}, message=message)
+        return
+    click.echo(message)
 
 
-@click.command()
+@command()
 @click.argument("query", default="")
 @_registry_option
 @json_option
 @handle_errors
 def search(query: str, registry: str, as_json: bool) -> None:
-    """List packages whose name contains QUERY: name, latest version, whether it carries a signature."""
+    """List packages whose name contains QUERY: name, latest version, whether it carries a signature.
+
+    \b
+    Examples:
+      signery search --registry http://127.0.0.1:8080             # every package
+      signery search acme --registry http://127.0.0.1:8080 --json
+    """
     from ..registry.client import search_packages
 
     results = search_packages(registry, query)
     if as_json:
-        emit_json({"ok": True, "packages": [p.to_dict() for p in results]})
+        emit_json({"packages": [p.to_dict() for p in results]}, message=f"{len(results)} package(s) found")
         return
     if not results:
         click.echo("no packages found", err=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ._common import emit_json, handle_errors, json_option
+from ._common import emit_json, group, handle_errors, json_option
 
 _data_option = click.option(
     "--data",
@@ -21,9 +21,16 @@ _db_option = click.option(
 )
 
 
-@click.group()
+@group()
 def registry() -> None:
-    """Serve packages and their signatures (the registry is never trusted: clients verify)."""
+    """Serve packages and their signatures (the registry is never trusted: clients verify).
+
+    \b
+    Examples:
+      signery registry serve --data registry-data --port 8080
+      signery registry token create --name ci --scope 'acme-*'
+      signery registry token revoke ci
+    """
 
 
 @registry.command()
@@ -43,7 +50,13 @@ def registry() -> None:
 def serve(
     data_dir: Path, database_url: str | None, host: str, port: int, require_signatures: bool, max_upload_size: int
 ) -> None:
-    """Run the registry (FastAPI + uvicorn). API docs at /docs."""
+    """Run the registry (FastAPI + uvicorn). API docs at /docs.
+
+    \b
+    Examples:
+      signery registry serve --data registry-data --port 8080
+      signery registry serve --database-url postgresql://registry@db/registry --require-signatures
+    """
     import uvicorn
 
     from ..registry.app import create_app
@@ -62,7 +75,14 @@ def serve(
 
 @registry.group()
 def token() -> None:
-    """Publisher tokens (shown once; stored hashed)."""
+    """Publisher tokens (shown once; stored hashed).
+
+    \b
+    Examples:
+      signery registry token create --name ci --scope 'acme-*'
+      signery registry token list --json
+      signery registry token revoke ci
+    """
 
 
 @token.command("create")
@@ -73,7 +93,13 @@ def token() -> None:
 @json_option
 @handle_errors
 def token_create(data_dir: Path, database_url: str | None, name: str, scopes: tuple[str, ...], as_json: bool) -> None:
-    """Create a token and print it once."""
+    """Create a token and print it once.
+
+    \b
+    Examples:
+      signery registry token create --name ci
+      signery registry token create --name acme --scope 'acme-*' --scope 'acme.*' --json
+    """
     from ..registry.settings import RegistrySettings
     from ..registry.store import RegistryStore
 
@@ -83,7 +109,7 @@ def token_create(data_dir: Path, database_url: str | None, name: str, scopes: tu
     finally:
         store.close()
     if as_json:
-        emit_json({"ok": True, "token": text, **info.to_dict()})
+        emit_json({"token": text, **info.to_dict()}, message=f"token {info.name!r} created; shown once, store it now")
         return
     click.echo(text)
     click.echo(f"token {info.name!r} (scopes: {', '.join(info.scopes)}); shown once, store it now", err=True)
@@ -95,7 +121,12 @@ def token_create(data_dir: Path, database_url: str | None, name: str, scopes: tu
 @json_option
 @handle_errors
 def token_list(data_dir: Path, database_url: str | None, as_json: bool) -> None:
-    """List tokens (never their secrets)."""
+    """List tokens (never their secrets).
+
+    \b
+    Examples:
+      signery registry token list --data registry-data
+    """
     from ..registry.settings import RegistrySettings
     from ..registry.store import RegistryStore
 
@@ -105,7 +136,7 @@ def token_list(data_dir: Path, database_url: str | None, as_json: bool) -> None:
     finally:
         store.close()
     if as_json:
-        emit_json({"ok": True, "tokens": [t.to_dict() for t in tokens]})
+        emit_json({"tokens": [t.to_dict() for t in tokens]}, message=f"{len(tokens)} token(s)")
         return
     for t in tokens:
         state = f"revoked {t.revoked_at:%Y-%m-%d}" if t.revoked_at else "active"
@@ -119,7 +150,12 @@ def token_list(data_dir: Path, database_url: str | None, as_json: bool) -> None:
 @json_option
 @handle_errors
 def token_revoke(data_dir: Path, database_url: str | None, name: str, as_json: bool) -> None:
-    """Revoke a token by name or id; it stops working at once."""
+    """Revoke a token by name or id; it stops working at once.
+
+    \b
+    Examples:
+      signery registry token revoke ci
+    """
     from ..registry.settings import RegistrySettings
     from ..registry.store import RegistryStore
 
@@ -129,6 +165,6 @@ def token_revoke(data_dir: Path, database_url: str | None, name: str, as_json: b
     finally:
         store.close()
     if as_json:
-        emit_json({"ok": True, **info.to_dict()})
+        emit_json(info.to_dict(), message=f"revoked token {info.name!r}")
     else:
         click.echo(f"revoked token {info.name!r}")

@@ -14,7 +14,7 @@ import os
 import click
 
 from ..errors import UsageError
-from ._common import emit_json, handle_errors, json_option
+from ._common import emit_json, group, handle_errors, json_option
 
 API_KEY_ENV = "SIGNERY_API_KEY"
 SERVER_ENV = "SIGNERY_SERVER"
@@ -32,9 +32,16 @@ ca_file_option = click.option(
 )
 
 
-@click.group()
+@group()
 def remote() -> None:
-    """Keys held by a signery signing service."""
+    """Keys held by a signery signing service.
+
+    \b
+    Examples:
+      signery remote keys --server https://sign.example.org
+      signery remote public-key release --server https://sign.example.org > release.public.pem
+      signery remote keys --server https://127.0.0.1:8443 --ca-file internal-ca.pem     # or SIGNERY_CA_FILE
+    """
 
 
 @remote.command()
@@ -43,7 +50,12 @@ def remote() -> None:
 @json_option
 @handle_errors
 def keys(server: str, ca_file: str | None, as_json: bool) -> None:
-    """List the service's keys (needs $SIGNERY_API_KEY with read or sign scope)."""
+    """List the service's keys (needs $SIGNERY_API_KEY with read or sign scope).
+
+    \b
+    Examples:
+      signery remote keys --server https://sign.example.org --json
+    """
     from ..remote import remote_keys
 
     api_key = os.environ.get(API_KEY_ENV)
@@ -51,7 +63,7 @@ def keys(server: str, ca_file: str | None, as_json: bool) -> None:
         raise UsageError(f"set {API_KEY_ENV} to an API key of the service", subject=API_KEY_ENV)
     found = remote_keys(server, api_key, ca_file=ca_file)
     if as_json:
-        emit_json({"keys": found})
+        emit_json({"keys": found}, message=f"{len(found)} key(s) on {server}")
         return
     for k in found:
         click.echo(f"{k.get('name')!s:32} {k.get('type')!s:18} v{k.get('latest_version')}")
@@ -74,12 +86,18 @@ def keys(server: str, ca_file: str | None, as_json: bool) -> None:
 def public_key(
     server: str, ca_file: str | None, name: str, key_version: int | None, fmt: str | None, as_json: bool
 ) -> None:
-    """Print the public key of NAME (no API key needed)."""
+    """Print the public key of NAME (no API key needed).
+
+    \b
+    Examples:
+      signery remote public-key release --server https://sign.example.org > release.public.pem
+      signery remote public-key release --version 2 --format certificate --server https://sign.example.org
+    """
     from ..remote import remote_public_key
 
     key = remote_public_key(server, name, version=key_version, ca_file=ca_file)
     if as_json:
-        emit_json(key.__dict__)
+        emit_json(dict(key.__dict__), message=f"public key of {name}")
         return
     fmt = fmt or ("openpgp" if key.openpgp_certificate else "pem")
     text = {"pem": key.public_key_pem, "certificate": key.certificate, "openpgp": key.openpgp_certificate}[fmt]

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from ..errors import ConfigError, UsageError
-from ._common import emit_json, handle_errors, json_option, signery_home
+from ._common import emit_json, group, handle_errors, json_option, signery_home
 
 MASTER_KEY_ENV = "SIGNERY_MASTER_KEY"
 DATABASE_URL_ENV = "SIGNERY_DATABASE_URL"
@@ -81,7 +81,7 @@ master_option = click.option(
 )
 
 
-@click.group(invoke_without_command=True)
+@group(invoke_without_command=True)
 @database_option
 @master_option
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -132,6 +132,12 @@ def server(
 
     The server refuses to start without a master key or on a database that is not migrated.
     TLS: --tls-cert/--tls-key, or a TLS-terminating proxy in front, or 127.0.0.1 only.
+
+    \b
+    Examples:
+      signery server init                               # master key (0600) + database + first admin API key
+      signery server --port 8443 --workers 2
+      signery server --tls-cert server.crt --tls-key server.key   # HTTPS
     """
     # Everything this process creates (the SQLite database and its -wal/-shm journals, the master key) holds
     # sealed keys or secrets: private from birth, not chmod-ed after the fact.
@@ -163,7 +169,13 @@ def server(
 @master_option
 @handle_errors
 def init(database_url: str | None, master_key_file: str | None) -> None:
-    """Create the master key (mode 0600, if missing), the database, and the first admin API key (last line)."""
+    """Create the master key (mode 0600, if missing), the database, and the first admin API key (last line).
+
+    \b
+    Examples:
+      signery server init
+      signery server init --database-url postgresql://signery@db/signery --master-key-file /etc/signery/master.key
+    """
     from .._fs import atomic_write_bytes
     from .._internal.db import sqlite_file
     from ..service import MasterKey
@@ -209,7 +221,13 @@ def init(database_url: str | None, master_key_file: str | None) -> None:
 @database_option
 @handle_errors
 def migrate(database_url: str | None) -> None:
-    """Upgrade the database schema to this version of signery (safe to run again)."""
+    """Upgrade the database schema to this version of signery (safe to run again).
+
+    \b
+    Examples:
+      signery server migrate
+      signery server migrate --database-url postgresql://signery@db/signery
+    """
     from ..service.storage import Database
 
     db = Database(_database_url(database_url))
@@ -221,7 +239,14 @@ def migrate(database_url: str | None) -> None:
 
 @server.group("api-key")
 def api_key() -> None:
-    """Create, list and revoke API keys (directly in the database)."""
+    """Create, list and revoke API keys (directly in the database).
+
+    \b
+    Examples:
+      signery server api-key create --name ci --scope 'sign:release-*'
+      signery server api-key list --json
+      signery server api-key revoke ci
+    """
 
 
 @api_key.command("create")
@@ -231,7 +256,13 @@ def api_key() -> None:
 @click.option("--expires", default=None, help="ISO time, or a duration such as 30d or 12h.")
 @handle_errors
 def api_key_create(database_url: str | None, name: str, scopes: tuple[str, ...], expires: str | None) -> None:
-    """Create an API key; the key itself is printed as the last line, once."""
+    """Create an API key; the key itself is printed as the last line, once.
+
+    \b
+    Examples:
+      signery server api-key create --name ci --scope 'sign:release-*' --expires 90d
+      signery server api-key create --name ops --scope admin
+    """
     from ..service.apikeys import create_api_key, parse_expiry
     from ..service.storage import Database
 
@@ -254,7 +285,12 @@ def api_key_create(database_url: str | None, name: str, scopes: tuple[str, ...],
 @json_option
 @handle_errors
 def api_key_list(database_url: str | None, as_json: bool) -> None:
-    """List API keys (names, scopes, expiry, revocation; never the keys)."""
+    """List API keys (names, scopes, expiry, revocation; never the keys).
+
+    \b
+    Examples:
+      signery server api-key list --json
+    """
     from ..service.apikeys import list_api_keys
     from ..service.storage import Database
 
@@ -264,7 +300,8 @@ def api_key_list(database_url: str | None, as_json: bool) -> None:
         infos = list_api_keys(session)
     db.dispose()
     if as_json:
-        emit_json({"api_keys": [i.__dict__ | {"scopes": list(i.scopes)} for i in infos]})
+        data = {"api_keys": [i.__dict__ | {"scopes": list(i.scopes)} for i in infos]}
+        emit_json(data, message=f"{len(infos)} API key(s)")
         return
     for i in infos:
         state = "revoked" if i.revoked_at else (f"expires {i.expires_at}" if i.expires_at else "active")
@@ -276,7 +313,12 @@ def api_key_list(database_url: str | None, as_json: bool) -> None:
 @click.argument("name")
 @handle_errors
 def api_key_revoke(database_url: str | None, name: str) -> None:
-    """Revoke the API key NAME (running servers refuse it within a second)."""
+    """Revoke the API key NAME (running servers refuse it within a second).
+
+    \b
+    Examples:
+      signery server api-key revoke ci
+    """
     from ..service.apikeys import revoke_api_key
     from ..service.storage import Database
 
@@ -290,7 +332,13 @@ def api_key_revoke(database_url: str | None, name: str) -> None:
 
 @server.group()
 def audit() -> None:
-    """The hash-chained audit log."""
+    """The hash-chained audit log.
+
+    \b
+    Examples:
+      signery server audit verify
+      signery server audit verify --json
+    """
 
 
 @audit.command("verify")
@@ -298,7 +346,12 @@ def audit() -> None:
 @json_option
 @handle_errors
 def audit_verify(database_url: str | None, as_json: bool) -> None:
-    """Check the audit chain end to end; exit 1 naming the first broken row."""
+    """Check the audit chain end to end; exit 1 naming the first broken row.
+
+    \b
+    Examples:
+      signery server audit verify --database-url postgresql://signery@db/signery --json
+    """
     from ..service.audit import verify_chain
     from ..service.storage import Database
 
@@ -309,6 +362,7 @@ def audit_verify(database_url: str | None, as_json: bool) -> None:
     finally:
         db.dispose()
     if as_json:
-        emit_json({"ok": True, "rows": report.rows, "head_hash": report.head_hash})
+        message = f"audit chain intact: {report.rows} rows, head {report.head_hash}"
+        emit_json({"rows": report.rows, "head_hash": report.head_hash}, message=message)
     else:
         click.echo(f"audit chain intact: {report.rows} rows, head {report.head_hash}")

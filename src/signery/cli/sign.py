@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import UsageError
-from ._common import Progress, emit_json, handle_errors, json_option, passphrase_from_env
+from ._common import Progress, command, emit_json, handle_errors, json_option, passphrase_from_env
 
 if TYPE_CHECKING:
     from ..keys import Signer
@@ -81,7 +81,7 @@ def _identity(signer: Signer, fmt: str) -> str:
     return signer.fingerprint if isinstance(signer, OpenPGPSigner) else signer.key_id
 
 
-@click.command()
+@command()
 @click.argument("subject", type=click.Path(exists=True, path_type=Path))
 @click.option("--key", "-k", help="Private key file, or remote:NAME for a key held by a signing service.")
 @click.option(
@@ -140,14 +140,14 @@ def sign(
     (--in-place adds it to X itself; an existing signature is kept, so a second key countersigns);
     any other file or directory gets a detached X.signery.json beside it.
 
+    --format dify signs a .difypkg (--category partner...), --format openpgp writes X.sig (X.asc with --armor);
+    --key remote:NAME --server URL signs with a key held by a signing service.
+
     \b
     Examples:
       signery sign plugin.zip --key alice.private.pem --claim name=acme-search --claim version=1.2.0
       signery sign plugin.signed.zip --key marketplace.private.pem --in-place     # countersign
-      signery sign firmware.bin --key alice.private.pem --digest blake3
       signery sign plugin.difypkg --format dify --key acme.private.pem --category partner
-      signery sign plugin-0.1.0.tar.gz --format openpgp --key alice.private.asc
-      signery sign plugin.zip --key remote:release --server https://signer.internal:8443 --ca-file ca.pem
     """
     from ..formats import get_format
 
@@ -169,7 +169,8 @@ def sign(
     finally:
         bar.close()
     kid = _identity(signer, fmt)
+    message = f"signed {subject} with {kid} ({fmt}) -> {written}"
     if as_json:
-        emit_json({"ok": True, "format": fmt, "written": str(written), "key_id": kid})
+        emit_json({"format": fmt, "written": str(written), "key_id": kid}, message=message)
     else:
-        click.echo(f"signed {subject} with {kid} ({fmt}) -> {written}")
+        click.echo(message)

@@ -7,25 +7,22 @@ from pathlib import Path
 import click
 
 from ..errors import UsageError
-from ._common import emit_json, handle_errors, json_option, trust_store_dir
+from ._common import emit_json, group, handle_errors, json_option, trust_store_dir
 
 trust_store_option = click.option(
     "--trust-store", type=click.Path(file_okay=False, path_type=Path), help="Directory (default $SIGNERY_HOME)."
 )
 
 
-@click.group()
+@group()
 def trust() -> None:
     """Manage trusted keys: who may sign what, until when.
 
     \b
     Examples:
       signery trust add alice.public.pem --name alice --expires 2027-12-31
-      signery trust add acme.public.pem --name acme --category partner --name-pattern 'acme-*'
-      signery trust add alice.public.asc bob.public.asc        # OpenPGP; names from the UIDs
       signery trust list --json
       signery trust revoke alice          # signatures by it now fail with revoked-key
-      signery trust remove alice
     """
 
 
@@ -57,7 +54,14 @@ def add(
     trust_store: Path | None,
     as_json: bool,
 ) -> None:
-    """Trust the public key(s) in KEYFILES (PEM, X.509 certificate, OpenPGP binary or armored)."""
+    """Trust the public key(s) in KEYFILES (PEM, X.509 certificate, OpenPGP binary or armored).
+
+    \b
+    Examples:
+      signery trust add alice.public.pem --name alice --expires 2027-12-31
+      signery trust add acme.public.pem --name acme --category partner --name-pattern 'acme-*'
+      signery trust add alice.public.asc bob.public.asc        # OpenPGP; names from the UIDs
+    """
     from ..trust import Constraints, TrustStore, load_trusted_key_file, parse_expiry
 
     if name and len(keyfiles) > 1:
@@ -67,7 +71,7 @@ def add(
     loaded = [load_trusted_key_file(p, name=name, expires=when, constraints=constraints) for p in keyfiles]
     added = TrustStore(trust_store_dir(trust_store)).add(*(x.key for x in loaded), replace_existing=replace)
     if as_json:
-        emit_json({"ok": True, "added": [k.summary() for k in added]})
+        emit_json({"added": [k.summary() for k in added]}, message=f"trusted {', '.join(k.name for k in added)}")
         return
     for path, item in zip(keyfiles, loaded, strict=True):
         k = item.key
@@ -80,12 +84,18 @@ def add(
 @json_option
 @handle_errors
 def list_(trust_store: Path | None, as_json: bool) -> None:
-    """List trusted keys: name, key id or fingerprint, kind, expiry, constraints, UIDs."""
+    """List trusted keys: name, key id or fingerprint, kind, expiry, constraints, UIDs.
+
+    \b
+    Examples:
+      signery trust list
+      signery trust list --trust-store /etc/signery --json
+    """
     from ..trust import TrustStore
 
     keys = list(TrustStore(trust_store_dir(trust_store)).load())
     if as_json:
-        emit_json({"keys": [k.summary() for k in keys]})
+        emit_json({"keys": [k.summary() for k in keys]}, message=f"{len(keys)} trusted key(s)")
         return
     if not keys:
         click.echo("no trusted keys (an empty trust store trusts nothing)")
@@ -110,12 +120,18 @@ def list_(trust_store: Path | None, as_json: bool) -> None:
 @json_option
 @handle_errors
 def remove(idents: tuple[str, ...], trust_store: Path | None, as_json: bool) -> None:
-    """Stop trusting keys, by name, key id or fingerprint (unique prefix of 8+ hex digits)."""
+    """Stop trusting keys, by name, key id or fingerprint (unique prefix of 8+ hex digits).
+
+    \b
+    Examples:
+      signery trust remove alice
+      signery trust remove 5ddd18f0 bob
+    """
     from ..trust import TrustStore
 
     gone = TrustStore(trust_store_dir(trust_store)).remove(*idents)
     if as_json:
-        emit_json({"ok": True, "removed": [k.summary() for k in gone]})
+        emit_json({"removed": [k.summary() for k in gone]}, message=f"removed {', '.join(k.name for k in gone)}")
         return
     for k in gone:
         click.echo(f"removed {k.name} {k.short_id}")
@@ -127,11 +143,16 @@ def remove(idents: tuple[str, ...], trust_store: Path | None, as_json: bool) -> 
 @json_option
 @handle_errors
 def revoke(ident: str, trust_store: Path | None, as_json: bool) -> None:
-    """Mark a key revoked: its signatures are refused as revoked-key (unlike remove, which makes them unknown)."""
+    """Mark a key revoked: its signatures are refused as revoked-key (unlike remove, which makes them unknown).
+
+    \b
+    Examples:
+      signery trust revoke alice
+    """
     from ..trust import TrustStore
 
     k = TrustStore(trust_store_dir(trust_store)).revoke(ident)
     if as_json:
-        emit_json({"ok": True, "revoked": k.summary()})
+        emit_json({"revoked": k.summary()}, message=f"revoked {k.name} {k.short_id}")
     else:
         click.echo(f"revoked {k.name} {k.short_id}")

@@ -11,7 +11,7 @@ import click
 from ..errors import UsageError, VerificationError
 from ..result import SignatureCheck, VerificationResult
 from ..trust import TrustSet
-from ._common import EXIT_OK, EXIT_REFUSED, Progress, emit_json, handle_errors, json_option, trust_store_dir
+from ._common import EXIT_OK, EXIT_REFUSED, Progress, command, emit_json, handle_errors, json_option, trust_store_dir
 
 FORMAT_CHOICES = ["native", "dify", "openpgp"]
 
@@ -61,7 +61,7 @@ def render(result: VerificationResult) -> None:
         click.echo(f"refused: {result.reason}: {result.message}{at}", err=True)
 
 
-@click.command()
+@command()
 @click.argument("subject", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--key",
@@ -96,14 +96,14 @@ def verify(
     its reason (unsigned, unknown-key, bad-signature, tampered, unsafe-archive, expired-key, revoked-key,
     policy-violation) and the file or key at fault.
 
+    Detached OpenPGP signatures: --signature X.sig (found beside X by default); Dify's marketplace key is built in.
+    Exit codes: 0 verified, 1 refused, 2 unusable input, 3 environment error.
+
     \b
     Examples:
       signery verify plugin.signed.zip                       # keys from the trust store
-      signery verify plugin.signed.zip --key alice.public.pem
       signery verify plugin.signed.zip --key a.pub --key b.pub --threshold 2 --json
       signery verify plugin-0.1.0.tar.gz --signature plugin-0.1.0.tar.gz.sig --key alice.public.asc
-      signery verify langgenius-agent.difypkg --format dify  # Dify marketplace key built in
-    Exit codes: 0 verified, 1 refused, 2 unusable input, 3 environment error.
     """
     trust = load_trust(keys, trust_store, fmt=fmt)
     try:
@@ -111,11 +111,12 @@ def verify(
     except VerificationError as err:  # refused before any signature could be judged (unsafe or corrupt archive)
         if not as_json:
             raise
-        doc = {"verified": False, "reason": err.reason.value, "message": err.message, "subject": err.subject}
-        emit_json({**doc, "signatures": []})
+        doc: dict[str, Any] = {"verified": False, "subject": err.subject, "signatures": []}
+        emit_json(doc, ok=False, reason=err.reason.value, message=err.message)
         raise SystemExit(EXIT_REFUSED) from None
     if as_json:
-        emit_json(result.to_dict())
+        reason = result.reason.value if result.reason else None
+        emit_json(result.to_dict(), ok=result.verified, reason=reason, message=result.message)
     else:
         render(result)
     raise SystemExit(EXIT_OK if result.verified else EXIT_REFUSED)
@@ -140,7 +141,7 @@ def _verify(
         bar.close()
 
 
-@click.command()
+@command()
 @click.argument("subject", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--signature", "-s", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Detached signature file."
@@ -151,8 +152,10 @@ def inspect(subject: Path, signature: Path | None, as_json: bool) -> None:
     """Show the signatures SUBJECT carries and what they claim, without judging trust.
 
     \b
-    Example:
+    Examples:
+      signery inspect plugin.signed.zip
       signery inspect plugin.signed.zip --json     # {"envelopes": [...DSSE...], "signatures": [...]}
+      signery inspect plugin-0.1.0.tar.gz --signature plugin-0.1.0.tar.gz.asc
     """
     from ..formats import detect_formats, get_format
 
@@ -163,12 +166,13 @@ def inspect(subject: Path, signature: Path | None, as_json: bool) -> None:
         doc["envelopes"].extend(part.get("envelopes", []))
         doc["signatures"].extend(part.get("signatures", []))
         doc.setdefault("details", {})[name] = {k: v for k, v in part.items() if k not in ("envelopes", "signatures")}
+    summary = f"{subject}: {len(doc['signatures'])} signature(s) in {', '.join(found) or 'no format'}"
     if as_json:
-        emit_json(doc)
+        emit_json(doc, message=summary)
         return
     if not found:
         raise UsageError(f"{subject} carries no signature", subject=str(subject))
-    click.echo(f"{subject}: {len(doc['signatures'])} signature(s) in {', '.join(found)}")
+    click.echo(summary)
     for s in doc["signatures"]:
         claims = " ".join(f"{k}={v}" for k, v in sorted((s.get("claims") or {}).items()))
         click.echo(f"  {s.get('format')}  key {s.get('key_id')}  signed {s.get('signed_at') or '-'}  {claims}".rstrip())
