@@ -1,7 +1,6 @@
 """Types of the optional C accelerator (src/signery/_fastzip.c); see signery.archive for how it is used."""
 
-from collections.abc import Sequence
-from typing import Literal, overload
+from collections.abc import Callable, Sequence
 
 from .archive import ZipEntry
 
@@ -10,18 +9,16 @@ Buffer = bytes | bytearray | memoryview | object  # anything with the buffer pro
 def scan(
     buffer: Buffer, limits: tuple[int, int, int, int, int], entry_type: type[ZipEntry]
 ) -> tuple[list[ZipEntry], bytes, int] | None: ...
-@overload
-def digest(buffer: Buffer, entries: Sequence[ZipEntry], algorithm: str, threads: int) -> list[bytes] | int: ...
-@overload
+# One digest an entry (hex strings when ``hex``, else bytes; ``None`` for an entry over ``max_entry``, left to the
+# caller), or the index of the first entry it could not confirm.
 def digest(
-    buffer: Buffer, entries: Sequence[ZipEntry], algorithm: str, threads: int, hex: Literal[False], max_entry: int = ...
-) -> list[bytes | None] | int: ...
-@overload
-def digest(
-    buffer: Buffer, entries: Sequence[ZipEntry], algorithm: str, threads: int, hex: Literal[True], max_entry: int = ...
-) -> list[str | None] | int: ...
-@overload
-def digest(
-    buffer: Buffer, entries: Sequence[ZipEntry], algorithm: str, threads: int, hex: bool, max_entry: int = ...
+    buffer: Buffer,
+    entries: Sequence[ZipEntry],
+    algorithm: str,
+    threads: int,
+    hex: bool = ...,
+    max_entry: int = ...,
+    progress: Callable[[int], object] | None = ...,
+    step: int = ...,
 ) -> list[str | None] | list[bytes | None] | int: ...
 def subjects_json(pairs: Sequence[tuple[str, str]], algorithm: str) -> bytes | None: ...

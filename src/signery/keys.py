@@ -80,6 +80,15 @@ class Signer(Protocol):
     def sign_digest(self, digest: bytes, *, hash_name: HashName, rsa_padding: RsaPadding = "pss") -> bytes: ...
 
 
+@runtime_checkable
+class OpenPGPBindable(Protocol):
+    """A signer that knows its own OpenPGP identity without being told (a signing service's OpenPGP key)."""
+
+    def openpgp_signer(self) -> Signer | None:
+        """This key bound to its OpenPGP certificate, or ``None`` when it has none."""
+        ...
+
+
 def default_hash(public_key: PublicKey) -> HashName:
     """The hash a key signs with by default: SHA-384 for P-384, SHA-256 for everything else."""
     if isinstance(public_key, ec.EllipticCurvePublicKey) and public_key.curve.key_size >= 384:

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from .errors import ConfigError, EnvironmentFailure, Reason, UsageError, VerificationError
-from .keys import HashName, PublicKey, RsaPadding, default_hash, key_id, load_public_key, verify_signature
+from .keys import HashName, PublicKey, RsaPadding, Signer, default_hash, key_id, load_public_key, verify_signature
 from .openpgp import OpenPGPSigner
 
 MAX_MESSAGE_BYTES = 64 * 1024  # what the service accepts; hash anything bigger locally and sign the digest
@@ -229,19 +229,44 @@ class RemoteSigner:
     ) -> None:
         self.name = _path_name(name)
         self._client = ServiceClient(server, api_key, transport=transport, ca_file=ca_file)
+        self._connect = (server, api_key, transport, ca_file)
         self._version = version
+        self._fetched: RemoteKeyVersion | None = None
         self._key: RemoteKeyVersion | None = None
         self._public: PublicKey | None = None
+        self._openpgp: RemoteOpenPGPSigner | None = None
 
     def __repr__(self) -> str:
         return f"RemoteSigner({self._client.server!r}, {self.name!r}, version={self._version!r})"
 
     def close(self) -> None:
         self._client.close()
+        if self._openpgp is not None:
+            self._openpgp.close()
+
+    def _description(self) -> RemoteKeyVersion:
+        if self._fetched is None:
+            self._fetched = fetch_key(self._client, self.name, version=self._version)
+        return self._fetched
+
+    def openpgp_signer(self) -> Signer | None:
+        """This key bound to the OpenPGP certificate the service publishes, or ``None`` for a non-OpenPGP key.
+
+        The OpenPGP format asks for it (:func:`signery.openpgp.bind_signer`), so ``remote:NAME`` signs OpenPGP
+        with no more said than for any other format.
+        """
+        if not self._description().type.startswith("openpgp-"):
+            return None
+        if self._openpgp is None:
+            server, api_key, transport, ca_file = self._connect
+            self._openpgp = RemoteOpenPGPSigner(
+                server, api_key, self.name, version=self._version, transport=transport, ca_file=ca_file
+            )
+        return self._openpgp
 
     def _pinned(self) -> tuple[RemoteKeyVersion, PublicKey]:
         if self._key is None or self._public is None:
-            key = fetch_key(self._client, self.name, version=self._version)
+            key = self._description()
             if key.type.startswith("openpgp-"):
                 raise UsageError(f"{self.name} is an OpenPGP key; sign OpenPGP signatures with it", subject=self.name)
             self._public = load_public_key(key.public_key_pem.encode(), source=f"remote key {self.name}")

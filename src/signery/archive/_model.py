@@ -36,9 +36,11 @@ _MAX_EMPTY_DEFLATE = 16  # a directory entry's "compressed" empty body (deflate 
 _CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1: terminal escapes and truncation tricks
 _PARSE_CACHE_SIZE = 4  # detection and verification of one package share one parse
 _DROP_MIN = 4 << 20  # below this, releasing mapped pages costs more than it saves
+_DROP_STEP = 8 << 20  # mapped pages are released behind a large entry every so often as it is read
 _FAST_DIGESTS = frozenset({"sha256", "sha512"})  # what the accelerator hashes (through OpenSSL, like hashlib)
-_FAST_ENTRY_MAX = 16 << 20  # larger entries stream through iter_chunks, with progress within the entry
+_FAST_ENTRY_MAX = 16 << 20  # with a progress bar, larger entries are hashed one by one, with progress within each
 _FAST_RUN_BYTES = 32 << 20  # compressed bytes per accelerator call when a progress bar is shown
+_PROGRESS_STEP = 1 << 20  # compressed bytes between progress reports within a large entry
 _THREADS = min(8, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 _MAX_NAME_BYTES = 1024  # longer than any real path; PATH_MAX-class names are an attack on extractors
 

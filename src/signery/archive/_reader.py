@@ -17,6 +17,7 @@ from ..errors import MalformedError, TamperedError, UnsafeArchiveError
 from ._model import (
     _CHUNK,
     _DROP_MIN,
+    _DROP_STEP,
     _EOCD,
     _EOCD_FMT,
     _FAST_DIGESTS,
@@ -25,6 +26,7 @@ from ._model import (
     _LFH,
     _PARSE_CACHE,
     _PARSE_CACHE_SIZE,
+    _PROGRESS_STEP,
     _THREADS,
     DEFAULT_LIMITS,
     STORED,
@@ -130,23 +132,40 @@ class ZipArchive:
 
     # -- reading entries ---------------------------------------------------------------------------------------
 
-    def iter_chunks(self, entry: ZipEntry) -> Iterator[bytes | memoryview]:
+    def iter_chunks(
+        self, entry: ZipEntry, *, progress: Callable[[int], None] | None = None
+    ) -> Iterator[bytes | memoryview]:
         """The entry's uncompressed bytes in bounded chunks; CRC-32 and size are checked at the end.
 
+        ``progress`` is told the compressed bytes consumed as the chunks are taken (about every
+        ``_PROGRESS_STEP``), adding up to the entry's ``compressed_size`` once it has all been read.
         Raises ``tampered`` when the data does not match its CRC or declared size (the entry is named).
         """
         mm = self._map
         raw = memoryview(mm)[entry.data_offset : entry.data_offset + entry.compressed_size]
         crc = 0
         produced = 0
+        dropped = 0  # compressed bytes whose mapped pages were released
+        reported = 0  # compressed bytes told to progress
+
+        def consumed(pos: int) -> None:
+            """The first ``pos`` compressed bytes are taken: tell ``progress``, release their mapped pages."""
+            nonlocal reported, dropped
+            if progress and pos - reported >= _PROGRESS_STEP:
+                progress(pos - reported)
+                reported = pos
+            if pos - dropped >= _DROP_STEP:
+                self._drop_pages(entry.data_offset + dropped, entry.data_offset + pos)
+                dropped = pos
+
         try:
             if entry.method == STORED:
-                for start in range(0, len(raw), 8 * _CHUNK):
-                    part = raw[start : start + 8 * _CHUNK]
+                for start in range(0, len(raw), _CHUNK):
+                    part = raw[start : start + _CHUNK]
                     crc = zlib.crc32(part, crc)
                     produced += len(part)
                     yield part
-                    self._drop_pages(entry.data_offset + start, entry.data_offset + start + len(part))
+                    consumed(start + len(part))
             else:
                 d = zlib.decompressobj(-15)
                 pos = 0
@@ -172,6 +191,7 @@ class ZipArchive:
                             break  # more data than declared: a bomb lying about its size
                         crc = zlib.crc32(out, crc)
                         yield out
+                    consumed(pos - len(d.unconsumed_tail) - len(d.unused_data))
                     if d.eof:
                         break
                 if not d.eof and produced <= entry.size:
@@ -184,7 +204,7 @@ class ZipArchive:
             raise TamperedError(f"entry {entry.name!r}: corrupt compressed data ({exc})", subject=entry.name) from None
         finally:
             raw.release()
-            self._drop_pages(entry.data_offset, entry.data_offset + entry.compressed_size)
+            self._drop_pages(entry.data_offset + dropped, entry.data_offset + entry.compressed_size)
         if produced != entry.size:
             raise TamperedError(
                 f"entry {entry.name!r}: {'more' if produced > entry.size else 'fewer'} bytes than its header declares",
@@ -192,6 +212,8 @@ class ZipArchive:
             )
         if crc != entry.crc:
             raise TamperedError(f"entry {entry.name!r}: CRC-32 mismatch (contents changed)", subject=entry.name)
+        if progress and entry.compressed_size > reported:  # all of it was read: the rest of the entry
+            progress(entry.compressed_size - reported)
 
     def _drop_pages(self, start: int, end: int) -> None:
         """Let go of mapped pages already consumed, so resident memory stays flat on huge archives.
@@ -212,9 +234,12 @@ class ZipArchive:
             )
         return b"".join(bytes(c) for c in self.iter_chunks(entry))
 
-    def hash_entry(self, entry: ZipEntry, algorithms: Iterable[str]) -> dict[str, bytes]:
+    def hash_entry(
+        self, entry: ZipEntry, algorithms: Iterable[str], *, progress: Callable[[int], None] | None = None
+    ) -> dict[str, bytes]:
+        """The entry's digests; ``progress`` as for :meth:`iter_chunks` (compressed bytes, as it goes)."""
         h = MultiHasher(algorithms)
-        for chunk in self.iter_chunks(entry):
+        for chunk in self.iter_chunks(entry, progress=progress):
             h.update(chunk)
         return h.digests()
 
@@ -237,12 +262,7 @@ class ZipArchive:
         if len(algs) == 1:
             digests = self._digests(todo, algs[0], progress, as_hex=False)
             return [(e, {algs[0]: d}) for e, d in zip(todo, digests, strict=True)]
-        out: list[tuple[ZipEntry, dict[str, bytes]]] = []
-        for e in todo:
-            out.append((e, self.hash_entry(e, algs)))
-            if progress:
-                progress(e.compressed_size)
-        return out
+        return [(e, self.hash_entry(e, algs, progress=progress)) for e in todo]
 
     def hex_digests(
         self, algorithm: str, *, exclude: Iterable[str] = (), progress: Callable[[int], None] | None = None
@@ -263,40 +283,62 @@ class ZipArchive:
     def _digests(
         self, todo: list[ZipEntry], alg: str, progress: Callable[[int], None] | None, *, as_hex: bool
     ) -> list[str] | list[bytes]:
-        """One digest per entry, in order. Runs of small entries go to the accelerator when it is built and can
-        compute ``alg``: it inflates, checks and hashes them on every core. Should it fail to confirm any entry of
-        a run, the run is read again here, entry by entry, so that the error raised is the reference's.
+        """One digest per entry, in order. Runs of entries go to the accelerator when it is built and can compute
+        ``alg``: it inflates, checks and hashes them on every core. Should it fail to confirm any entry of a run,
+        the run is read again here, entry by entry, so that the error raised is the reference's.
+
+        ``progress`` is told compressed bytes, each entry's exactly once whatever the path, and steadily within
+        large entries: the accelerator hashes those one by one after the rest of their run, calling back every
+        ``_PROGRESS_STEP`` bytes; the streaming reader here reports as it goes too.
         """
+        meter = None if progress is None else _Meter(progress)
 
         def slow(e: ZipEntry) -> Any:
-            d = self.hash_entry(e, (alg,))[alg]
-            if progress:
-                progress(e.compressed_size)
+            d = self.hash_entry(e, (alg,), progress=meter)[alg]
             return d.hex() if as_hex else d
 
         if _fastzip is None or alg not in _FAST_DIGESTS:
             return [slow(e) for e in todo]
         out: list[Any] = []
-        # One call for the whole archive, or calls of about _FAST_RUN_BYTES when a progress bar wants to move.
-        runs = [todo] if progress is None or self.size < 2 * _FAST_RUN_BYTES else _runs(todo, _FAST_RUN_BYTES)
+        # One call for the whole archive, every entry on the threads; or, when a bar is shown, calls of about
+        # _FAST_RUN_BYTES, so that it moves between them too.
+        whole = meter is None or self.size < 2 * _FAST_RUN_BYTES
+        runs = [todo] if whole else _runs(todo, _FAST_RUN_BYTES)
         for run in runs:
-            digests: Any = _fastzip.digest(self._map, run, alg, _THREADS, as_hex, _FAST_ENTRY_MAX)
+            if meter is None:
+                digests: Any = _fastzip.digest(self._map, run, alg, _THREADS, as_hex)
+            else:
+                before = meter.shown
+                digests = _fastzip.digest(self._map, run, alg, _THREADS, as_hex, _FAST_ENTRY_MAX, meter, _PROGRESS_STEP)
             if isinstance(digests, int):  # the reference decides, and names the entry and the reason
+                if meter is not None:
+                    meter.credit = meter.shown - before  # what the bar was already told of this run
                 out.extend(slow(e) for e in run)
                 continue
-            done = 0
-            for i, d in enumerate(digests):
-                if d is None:  # a large entry: streamed here, with progress inside it
-                    digests[i] = slow(run[i])
-                else:
-                    done += run[i].compressed_size if progress else 0
             out.extend(digests)
-            if progress:
-                progress(done)
         return out
 
     def raw_bytes(self, start: int, end: int) -> memoryview:
         return memoryview(self._map)[start:end]
+
+
+class _Meter:
+    """Passes progress on, counting it. After the accelerator gave up on a run, the streaming reader reads it
+    again from the start: ``credit`` is what the bar was already told of it, which is not told twice."""
+
+    def __init__(self, progress: Callable[[int], None]) -> None:
+        self.progress = progress
+        self.shown = 0
+        self.credit = 0
+
+    def __call__(self, n: int) -> None:
+        if self.credit:
+            taken = min(n, self.credit)
+            self.credit -= taken
+            n -= taken
+        if n > 0:
+            self.shown += n
+            self.progress(n)
 
 
 def _runs(entries: list[ZipEntry], size: int) -> list[list[ZipEntry]]:

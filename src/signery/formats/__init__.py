@@ -1,99 +1,84 @@
-"""Signature formats, one module each, all with the same shape.
+"""Signature formats: one module each, every one exposing a :class:`~signery.formats._base.Format` as ``FORMAT``.
 
-Each format module ``signery.formats.<name>`` provides:
-
-- ``NAME: str`` - the format's name (``native``, ``dify``, ``openpgp``, ``ocm``).
-- ``sign(subject: Path, signer, *, output: Path | None = None, **options) -> Path`` - write the signed artifact
-  (or detached signature) atomically and return its path. ``signer`` is a :class:`signery.keys.Signer`
-  (or, for OpenPGP, a :class:`signery.openpgp.OpenPGPSigner`).
-- ``verify(subject: Path, *, trust: TrustSet, signature: Path | None = None, threshold: int = 1,
-  now: datetime | None = None) -> VerificationResult`` - never a bare bool; raises
-  :class:`~signery.errors.MalformedError` for unusable input and
-  :class:`~signery.errors.UnsafeArchiveError` for dangerous archives.
-- ``detect(subject: Path, *, signature: Path | None = None) -> bool`` - whether the subject carries a signature
-  in this format (cheap; does not verify).
-- ``inspect(subject: Path, *, signature: Path | None = None) -> dict`` - what the signatures say, without
-  judging trust.
-
-A format module never opens a socket, prints, exits or reads environment variables.
+``FORMATS`` names them (imported on demand: a verify of a native package never imports Sequoia or YAML);
+:func:`get_format` returns one, :func:`names` lists them, :func:`detect_formats` says which a subject carries,
+:func:`verify_all` judges them all as one result, :func:`infer_format` picks the one to sign with, :func:`sign`
+signs without overwriting what it should not, and :func:`default_trust` is the keys the formats trust out of the
+box. A format never opens a socket, prints, exits or reads environment variables.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from types import ModuleType
+from typing import Any, cast
 
+from ..errors import UsageError
+from ..keys import Signer
 from ..result import VerificationResult
 from ..trust import TrustSet
+from ._base import Format, Options
 
-# Format name -> module. Order matters for detection: the first formats are tried first.
+# Format name -> module. Order matters: detection tries the first formats first.
 FORMATS: dict[str, str] = {
     "native": "signery.formats.native",
     "dify": "signery.formats.dify",
     "openpgp": "signery.formats.openpgp",
+    "ocm": "signery.formats.ocm",
+    # What a balenaOS build boots (detected only when asked by name or by their files' own structure).
+    "authenticode": "signery.formats.authenticode",
+    "kmod": "signery.formats.kmod",
+    "uefi": "signery.formats.uefi",
+    "raw-rsa": "signery.formats.rawrsa",
+    "rpi-eeprom": "signery.formats.rpi_eeprom",
 }
+# Format inference tries these, in this order, before falling back to native.
+_INFERENCE = ("openpgp", "ocm", "dify")
+_LOADED: dict[str, Format] = {}
 
 
-def get_format(name: str) -> ModuleType:
-    """Import the module of a signature format by name."""
-    from ..errors import UsageError
+def names() -> list[str]:
+    """The names of the signature formats, in detection order."""
+    return list(FORMATS)
 
+
+def get_format(name: str) -> Format:
+    """The :class:`Format` called ``name``; a usage error naming the choices for an unknown one."""
+    fmt = _LOADED.get(name)
+    if fmt is not None:
+        return fmt
     try:
-        return importlib.import_module(FORMATS[name])
+        module = importlib.import_module(FORMATS[name])
     except KeyError:
         raise UsageError(f"unknown signature format {name!r}; choose one of {', '.join(FORMATS)}") from None
-
-
-__all__ = ["FORMATS", "get_format"]
-
-
-def _zip_with_comment(subject: Path) -> bool:
-    """Whether ``subject`` may be a ZIP with a comment (Dify's signature lives there); reads 26 bytes."""
-    try:
-        with Path(subject).open("rb") as fh:
-            head = fh.read(4)
-            size = fh.seek(0, 2)
-            if size < 22 or head not in (b"PK\x03\x04", b"PK\x05\x06"):
-                return False
-            fh.seek(size - 22)
-            tail = fh.read(22)
-    except OSError:
-        return False
-    return not (tail[:4] == b"PK\x05\x06" and tail[20:22] == b"\x00\x00")  # a comment-less end record
-
-
-def _sidecar(*suffixes: str) -> Callable[[Path], bool]:
-    return lambda subject: any(subject.with_name(subject.name + s).is_file() for s in suffixes)
-
-
-# Cheap file-level preconditions, checked before a format's module (and its dependencies: YAML, Sequoia...) is
-# imported, so that `signery verify` starts fast. The module's own ``detect`` still decides.
-_MAY_CARRY: dict[str, Callable[[Path], bool]] = {
-    "dify": _zip_with_comment,
-    "openpgp": _sidecar(".sig", ".asc"),
-}
+    fmt = cast(Format, module.FORMAT)
+    _LOADED[name] = fmt
+    return fmt
 
 
 def detect_formats(subject: Path, *, signature: Path | None = None, only: Iterable[str] | None = None) -> list[str]:
-    """Names of the formats whose signatures ``subject`` carries (a format whose module is absent is skipped)."""
+    """Names of the formats whose signatures ``subject`` carries (a format whose module is absent is skipped).
+
+    With ``signature`` (a detached file) only formats that detach are asked.
+    """
     found: list[str] = []
     for name in only or FORMATS:
-        may_carry = _MAY_CARRY.get(name)
-        if signature is None and may_carry is not None and not may_carry(Path(subject)):
-            continue
         try:
-            module = get_format(name)
+            fmt = get_format(name)
         except ModuleNotFoundError:
             continue
-        if module.detect(subject, signature=signature):
+        if signature is not None and not fmt.detaches:
+            continue
+        if signature is None and not fmt.may_carry(Path(subject)):
+            continue
+        if fmt.detect(subject, signature=signature):
             found.append(name)
     return found
 
 
-def verify_detected(
+def verify_all(
     subject: Path,
     *,
     trust: TrustSet,
@@ -120,6 +105,72 @@ def verify_detected(
     return result
 
 
+verify_detected = verify_all  # the name of earlier releases
+
+
+def default_trust(formats: Iterable[str] | None = None) -> TrustSet:
+    """The keys the given formats (default: all) trust out of the box, each constrained to its format."""
+    trust = TrustSet()
+    for name in formats or FORMATS:
+        try:
+            trust = trust.union(get_format(name).default_trust())
+        except ModuleNotFoundError:
+            continue
+    return trust
+
+
+def infer_format(subject: Path, signer: Signer) -> str:
+    """The format to sign ``subject`` with when none is named.
+
+    An OpenPGP key signs OpenPGP, a component archive signs OCM, a ``.difypkg`` with an RSA key signs Dify, and
+    everything else gets signery's native format.
+    """
+    for name in _INFERENCE:
+        try:
+            fmt = get_format(name)
+        except ModuleNotFoundError:
+            continue
+        if fmt.suits(Path(subject), signer):
+            return name
+    return "native"
+
+
+def sign(
+    subject: Path,
+    signer: Signer,
+    *,
+    format: str | None = None,
+    output: Path | None = None,
+    options: Options | Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    now: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[Format, Path]:
+    """Sign ``subject`` in ``format`` (inferred when ``None``); return the format used and the path written.
+
+    An existing output is never replaced unless ``overwrite``, or the format keeps what it holds (a native
+    countersignature added to a signature file or to the package itself).
+
+    Raises:
+        UsageError: an unknown format, an option that format does not take, or an output that exists.
+    """
+    subject = Path(subject)
+    fmt = get_format(format or infer_format(subject, signer))
+    if options is None or isinstance(options, Mapping):
+        opts = fmt.options(dict(options or {}))
+    else:
+        opts = options
+    target = Path(output) if output is not None else fmt.default_output(subject, opts)
+    if target.exists() and not overwrite and not fmt.merges_into(subject, target, opts):
+        raise UsageError(
+            f"{target} exists; signing would overwrite it",
+            subject=str(target),
+            hint="give --output elsewhere, or --force to replace it",
+        )
+    written = fmt.sign(subject, signer, output=output, options=opts, now=now, progress=progress)
+    return fmt, written
+
+
 class _HighWater:
     """Passes on how far the furthest of several sequential readers has got (as increments)."""
 
@@ -135,3 +186,17 @@ class _HighWater:
         if self._read > self._shown:
             self._progress(self._read - self._shown)
             self._shown = self._read
+
+
+__all__ = [
+    "FORMATS",
+    "Format",
+    "Options",
+    "default_trust",
+    "detect_formats",
+    "get_format",
+    "infer_format",
+    "names",
+    "sign",
+    "verify_all",
+]

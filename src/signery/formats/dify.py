@@ -47,6 +47,7 @@ from ..errors import MalformedError, Reason, SigneryError, UnsafeArchiveError, U
 from ..keys import Signer, load_public_key, short_id
 from ..result import SignatureCheck, VerificationResult
 from ..trust import Constraints, TrustedKey, TrustSet
+from ._base import FormatBase, Options, Progress, zip_with_comment
 
 NAME = "dify"
 VERIFICATION_ENTRY = ".verification.dify.json"  # pkg/plugin_packager/consts/verification.go
@@ -472,8 +473,84 @@ def inspect(subject: Path, *, signature: Path | None = None) -> dict[str, Any]:
     return info
 
 
+# -- the Format ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DifyOptions(Options):
+    """Signing options of the Dify format: the category the verification entry states."""
+
+    category: str = DEFAULT_CATEGORY
+
+    def __post_init__(self) -> None:
+        if self.category not in CATEGORIES:
+            raise UsageError(
+                f"unknown Dify category {self.category!r}; choose one of {', '.join(CATEGORIES)} (lowercase)",
+                subject=self.category,
+            )
+
+
+class DifyFormat(FormatBase):
+    """Dify's ``.difypkg`` signature: RSA over every file's digest, kept in the ZIP comment."""
+
+    name = NAME
+    summary = "Dify's .difypkg signature (RSA, in the ZIP comment), written to X.signed.difypkg"
+    embeds = True
+    detaches = False
+    options_type = DifyOptions
+
+    def sign(
+        self,
+        subject: Path,
+        signer: Signer,
+        *,
+        output: Path | None = None,
+        options: Options | None = None,
+        now: datetime | None = None,
+        progress: Progress | None = None,
+    ) -> Path:
+        o: DifyOptions = self._options(options)
+        return sign(subject, signer, output=output, category=o.category, now=now, progress=progress)
+
+    def verify(
+        self,
+        subject: Path,
+        *,
+        trust: TrustSet,
+        signature: Path | None = None,
+        threshold: int = 1,
+        now: datetime | None = None,
+        progress: Progress | None = None,
+    ) -> VerificationResult:
+        return verify(subject, trust=trust, signature=signature, threshold=threshold, now=now, progress=progress)
+
+    def may_carry(self, subject: Path) -> bool:
+        return zip_with_comment(subject)
+
+    def detect(self, subject: Path, *, signature: Path | None = None) -> bool:
+        return signature is None and detect(subject)
+
+    def inspect(self, subject: Path, *, signature: Path | None = None) -> dict[str, Any]:
+        return inspect(subject)
+
+    def default_trust(self) -> TrustSet:
+        return official_trust()
+
+    def default_output(self, subject: Path, options: Options) -> Path:
+        return default_output(subject)
+
+    def suits(self, subject: Path, signer: Signer) -> bool:
+        return Path(subject).suffix.lower() == SUFFIX and isinstance(signer.public_key(), rsa.RSAPublicKey)
+
+
+FORMAT = DifyFormat()
+
+
 __all__ = [
     "CATEGORIES",
+    "FORMAT",
+    "DifyFormat",
+    "DifyOptions",
     "NAME",
     "VERIFICATION_ENTRY",
     "DifySignature",

@@ -26,7 +26,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -39,6 +39,7 @@ from ..errors import MalformedError, Reason, SigneryError, UnsafeArchiveError, U
 from ..keys import Signer, algorithm_name, verify_signature
 from ..result import SignatureCheck, VerificationResult
 from ..trust import TrustedKey, TrustSet
+from ._base import FormatBase, Options, Progress
 from ._native_statement import DOCUMENT_MEDIA_TYPE as DOCUMENT_MEDIA_TYPE
 from ._native_statement import MAX_DOCUMENT_BYTES as MAX_DOCUMENT_BYTES
 from ._native_statement import MAX_ENVELOPES as MAX_ENVELOPES
@@ -77,9 +78,10 @@ def detached_path(subject: Path) -> Path:
     return subject.with_name(subject.name + DETACHED_SUFFIX)
 
 
-def _has_dify_signature(archive: ZipArchive) -> bool:
-    # A Dify signature covers every entry; embedding ours would break it, so such packages get a detached one.
-    return archive.comment.lstrip().startswith(b'{"signature"')
+def _keeps_comment(archive: ZipArchive) -> bool:
+    # Embedding rewrites the archive without its comment, and a comment may be another format's signature (Dify
+    # keeps one there, covering every entry): such packages get a detached signature and stay as they are.
+    return archive.comment != b""
 
 
 def compute_subjects(
@@ -198,8 +200,8 @@ def sign(
     kind, archive = _open_kind(subject)
     try:
         embed = kind == "zip" and not detached
-        if embed and archive is not None and _has_dify_signature(archive):
-            embed = False  # keep the Dify signature valid: ours goes beside the package instead
+        if embed and archive is not None and _keeps_comment(archive):
+            embed = False  # keep the comment (and any signature in it) intact: ours goes beside the package
         existing = _read_document(subject, kind, archive, None)
         if embed and archive is not None and archive.get(RESERVED_ENTRY) is None:
             existing = SignatureDocument()  # a sidecar next to a zip we embed into is not carried over
@@ -518,3 +520,104 @@ def inspect(subject: Path, *, signature: Path | None = None) -> dict[str, Any]:
         "envelopes": [e.to_dict() for e in document.envelopes],
         "signatures": signatures,
     }
+
+
+# -- the Format ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NativeOptions(Options):
+    """Signing options of the native format.
+
+    Attributes:
+        in_place: add the signature to the ZIP itself (a countersignature when it has one already).
+        detached: write ``X.signery.json`` beside a ZIP instead of a signed copy.
+        digest: the digest of each file (``sha256``, ``sha512``, ``blake3``).
+        claims: signed facts about the package (``name``, ``version``...), at most :data:`MAX_CLAIMS`.
+    """
+
+    in_place: bool = False
+    detached: bool = False
+    digest: str = DEFAULT_DIGEST
+    claims: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_algorithm(self.digest)
+        if self.in_place and self.detached:
+            raise UsageError("--in-place and --detached exclude each other", subject="--detached")
+        object.__setattr__(self, "claims", _parse_claims(self.claims))
+
+
+class NativeFormat(FormatBase):
+    """signery's DSSE/in-toto format: every file of a package, by content."""
+
+    name = NAME
+    summary = "DSSE/in-toto over every file, embedded in a ZIP or detached as X.signery.json"
+    embeds = True
+    detaches = True
+    options_type = NativeOptions
+    name_claim = "name"
+
+    def sign(
+        self,
+        subject: Path,
+        signer: Signer,
+        *,
+        output: Path | None = None,
+        options: Options | None = None,
+        now: datetime | None = None,
+        progress: Progress | None = None,
+    ) -> Path:
+        o: NativeOptions = self._options(options)
+        return sign(
+            subject,
+            signer,
+            output=output,
+            in_place=o.in_place,
+            detached=o.detached,
+            digest=o.digest,
+            claims=o.claims,
+            now=now,
+            progress=progress,
+        )
+
+    def verify(
+        self,
+        subject: Path,
+        *,
+        trust: TrustSet,
+        signature: Path | None = None,
+        threshold: int = 1,
+        now: datetime | None = None,
+        progress: Progress | None = None,
+    ) -> VerificationResult:
+        return verify(subject, trust=trust, signature=signature, threshold=threshold, now=now, progress=progress)
+
+    def detect(self, subject: Path, *, signature: Path | None = None) -> bool:
+        return detect(subject, signature=signature)
+
+    def inspect(self, subject: Path, *, signature: Path | None = None) -> dict[str, Any]:
+        return inspect(subject, signature=signature)
+
+    def default_output(self, subject: Path, options: Options) -> Path:
+        o: NativeOptions = self._options(options)
+        subject = Path(subject)
+        if o.detached or package_kind(subject) != "zip" or _comment_of(subject):
+            return detached_path(subject)
+        return subject if o.in_place else _signed_name(subject)
+
+    def merges_into(self, subject: Path, target: Path, options: Options) -> bool:
+        # A signature file gains an envelope; a package signed in place keeps its signatures: countersigning.
+        o: NativeOptions = self._options(options)
+        return Path(target) == detached_path(Path(subject)) or (o.in_place and Path(target) == Path(subject))
+
+
+def _comment_of(subject: Path) -> bool:
+    try:
+        with ZipArchive.open(subject) as archive:
+            return _keeps_comment(archive)
+    except SigneryError:
+        return False  # sign() reports what is wrong with the archive
+
+
+FORMAT = NativeFormat()

@@ -23,13 +23,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .._fs import atomic_write_bytes
 from ..errors import ConfigError, MalformedError, Reason, SigneryError, UsageError
-from ..keys import Signer
+from ..keys import OpenPGPBindable, Signer
 from ..openpgp._armor import armor, dearmor, is_armored
 from ..openpgp._certs import Certificate, Component, parse_certificate
 from ..openpgp._packets import (
@@ -43,10 +44,11 @@ from ..openpgp._packets import (
     TAG_SIGNATURE,
     iter_packets,
 )
-from ..openpgp._sign import bind_signer
+from ..openpgp._sign import OpenPGPSigner, bind_signer
 from ..openpgp._signatures import SignaturePacket, check_signature_value, make_signature, parse_signature
 from ..result import SignatureCheck, VerificationResult
 from ..trust import TrustedKey, TrustSet
+from ._base import FormatBase, Options, Progress, sidecar_exists
 
 NAME = "openpgp"
 CHUNK = 1 << 20  # 1 MiB reads: per-call overhead vanishes, and the buffer stays in the CPU cache while hashed
@@ -374,3 +376,98 @@ def inspect(subject: Path, *, signature: Path | None = None) -> dict[str, Any]:
             }
         )
     return {"format": NAME, "subject": str(subject), "signature": str(path), "signatures": out}
+
+
+# -- the Format ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OpenPGPOptions(Options):
+    """Signing options of the OpenPGP format.
+
+    Attributes:
+        armor: an ASCII-armored signature (what Kibana reads) instead of a binary one (Mattermost, GRUB).
+        hash_algorithm: ``sha256``, ``sha384`` or ``sha512``; default the fastest on this CPU for the key.
+        certificate: binds a plain signer (a PEM key) to the OpenPGP certificate holding its public key.
+        created: binds a plain signer to the OpenPGP key creation time its fingerprint was made with.
+    """
+
+    armor: bool = False
+    hash_algorithm: str | None = None
+    certificate: bytes | str | None = None
+    created: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.hash_algorithm is not None and self.hash_algorithm not in SIGNING_HASHES:
+            raise UsageError(f"unsupported OpenPGP hash {self.hash_algorithm!r}; use sha256, sha384 or sha512")
+
+
+class OpenPGPFormat(FormatBase):
+    """Detached OpenPGP v4 signatures (``X.sig``), as gpg, Mattermost and Elastic make and check them."""
+
+    name = NAME
+    summary = "a detached OpenPGP signature X.sig (armored with --armor), as gpg, Mattermost and Elastic use"
+    embeds = False
+    detaches = True
+    options_type = OpenPGPOptions
+
+    def sign(
+        self,
+        subject: Path,
+        signer: Signer,
+        *,
+        output: Path | None = None,
+        options: Options | None = None,
+        now: datetime | None = None,
+        progress: Progress | None = None,
+    ) -> Path:
+        o: OpenPGPOptions = self._options(options)
+        return sign(
+            subject,
+            signer,
+            output=output,
+            armor=o.armor,
+            hash_algorithm=o.hash_algorithm,
+            certificate=o.certificate,
+            created=o.created,
+            now=now,
+            progress=progress,
+        )
+
+    def verify(
+        self,
+        subject: Path,
+        *,
+        trust: TrustSet,
+        signature: Path | None = None,
+        threshold: int = 1,
+        now: datetime | None = None,
+        progress: Progress | None = None,
+    ) -> VerificationResult:
+        return verify(subject, trust=trust, signature=signature, threshold=threshold, now=now, progress=progress)
+
+    def may_carry(self, subject: Path) -> bool:
+        return sidecar_exists(Path(subject), *SUFFIXES)
+
+    def detect(self, subject: Path, *, signature: Path | None = None) -> bool:
+        return detect(subject, signature=signature)
+
+    def inspect(self, subject: Path, *, signature: Path | None = None) -> dict[str, Any]:
+        return inspect(subject, signature=signature)
+
+    def default_output(self, subject: Path, options: Options) -> Path:
+        return _default_output(Path(subject))
+
+    def suits(self, subject: Path, signer: Signer) -> bool:
+        if isinstance(signer, OpenPGPSigner):
+            return True
+        return isinstance(signer, OpenPGPBindable) and signer.openpgp_signer() is not None
+
+    def identity(self, signer: Signer) -> str:
+        if isinstance(signer, OpenPGPSigner):
+            return signer.fingerprint
+        bound = signer.openpgp_signer() if isinstance(signer, OpenPGPBindable) else None
+        return bound.fingerprint if isinstance(bound, OpenPGPSigner) else signer.key_id
+
+
+FORMAT = OpenPGPFormat()

@@ -19,7 +19,7 @@ from typing import cast
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from ..errors import MalformedError, UsageError
-from ..keys import FileSigner, HashName, RsaPadding, Signer
+from ..keys import FileSigner, HashName, OpenPGPBindable, RsaPadding, Signer
 from ..keys import PublicKey as SignerPublicKey
 from ._armor import armor, is_armored
 from ._certs import Certificate, Component, parse_certificate
@@ -196,6 +196,9 @@ def bind_signer(
     if certificate is None and created is None:
         if isinstance(signer, OpenPGPSigner):
             return signer
+        bound = signer.openpgp_signer() if isinstance(signer, OpenPGPBindable) else None
+        if isinstance(bound, OpenPGPSigner):
+            return bound
         raise UsageError(
             f"{signer!r} has no OpenPGP identity: an OpenPGP signature names its key by a fingerprint that "
             "depends on the key's creation time",
