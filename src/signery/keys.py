@@ -11,6 +11,11 @@ Example::
     signer = FileSigner(key)
     signature = signer.sign(b"message")
     verify_signature(signer.public_key(), signature, b"message")
+
+Post-quantum keys are ML-DSA-65 (FIPS 204), which, like Ed25519, signs whole messages (with the empty context
+string). A :class:`HybridSigner` bundles an Ed25519 key and an ML-DSA-65 key: the native format puts both of its
+signatures, over the same bytes, in one DSSE envelope; the bundle is one PEM file holding both keys (see
+:func:`save_hybrid_key_pair`).
 """
 
 from __future__ import annotations
@@ -21,11 +26,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, get_args, runtime_checkable
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, rsa
 
 # cryptography's serialization module is imported where it is used: importing it costs more than verifying a
 # small plugin (it pulls in SSH keys and every cipher), and the common case, an Ed25519 key, never needs it
@@ -36,16 +41,22 @@ if TYPE_CHECKING:
 
 from ._fs import atomic_write_bytes
 from ._internal.files import read_bounded
-from .errors import MalformedError, Reason, UsageError, VerificationError
+from .errors import EnvironmentFailure, MalformedError, Reason, UsageError, VerificationError
 
-PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
-PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+PrivateKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | mldsa.MLDSA65PrivateKey
+PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey | mldsa.MLDSA65PublicKey
+_PRIVATE_TYPES = (ed25519.Ed25519PrivateKey, ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, mldsa.MLDSA65PrivateKey)
+_PUBLIC_TYPES = (ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey, rsa.RSAPublicKey, mldsa.MLDSA65PublicKey)
 
-Algorithm = Literal["ed25519", "ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096"]
-ALGORITHMS: tuple[Algorithm, ...] = ("ed25519", "ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096")
+Algorithm = Literal["ed25519", "ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ml-dsa-65"]
+ALGORITHMS: tuple[Algorithm, ...] = get_args(Algorithm)
+HYBRID_ALGORITHM = "ed25519+ml-dsa-65"  # the one hybrid bundle: what algorithm_name says of a HybridSigner's halves
 HashName = Literal["sha256", "sha384", "sha512"]
-RsaPadding = Literal["pss", "pkcs1v15"]
+RsaPadding = Literal["pss", "pkcs1v15", "pkcs1v15-none"]
+"""RSA paddings: PSS, PKCS#1 v1.5 with a DigestInfo, and PKCS#1 v1.5 over the bare digest (``pkcs1v15-none``: what
+``openssl pkeyutl -sign`` makes and balena's flasher checks; digests only, see :meth:`Signer.sign_digest`)."""
 
+RAW_PKCS1: RsaPadding = "pkcs1v15-none"
 MIN_RSA_BITS = 2048  # below this RSA is factorable by well-funded attackers; NIST disallowed it after 2013
 MAX_KEY_FILE_BYTES = 1 << 20  # a PEM key is a few KiB; refuse to parse anything huge
 SHORT_ID_LEN = 16
@@ -62,7 +73,8 @@ class Signer(Protocol):
     """Anything that can sign: a key file, a remote signing service key, a PKCS#11 key.
 
     ``sign`` signs a (small) message; ``sign_digest`` signs a digest computed elsewhere (not possible for
-    Ed25519, which signs messages only). RSA keys take ``rsa_padding``; EC keys use ``hash_name`` for ECDSA.
+    Ed25519 and ML-DSA-65, which sign messages only). RSA keys take ``rsa_padding``; EC keys use ``hash_name``
+    for ECDSA.
 
     Every format signs through this one protocol. OpenPGP needs one more thing, the key's OpenPGP identity (its
     fingerprint covers the key's creation time): :func:`signery.openpgp.bind_signer` binds a signer to its
@@ -97,9 +109,11 @@ def default_hash(public_key: PublicKey) -> HashName:
 
 
 def algorithm_name(public_key: PublicKey) -> str:
-    """A short name for the key type: ``ed25519``, ``ecdsa-p256``, ``rsa-4096``..."""
+    """A short name for the key type: ``ed25519``, ``ecdsa-p256``, ``rsa-4096``, ``ml-dsa-65``..."""
     if isinstance(public_key, ed25519.Ed25519PublicKey):
         return "ed25519"
+    if isinstance(public_key, mldsa.MLDSA65PublicKey):
+        return "ml-dsa-65"
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         return f"ecdsa-p{public_key.curve.key_size}"
     return f"rsa-{public_key.key_size}"
@@ -169,20 +183,12 @@ def short_id(kid: str) -> str:
     return kid[:SHORT_ID_LEN]
 
 
-class FileSigner:
-    """A :class:`Signer` over a private key held in this process (typically loaded from a file)."""
+class _PublicHalf:
+    """The part of a :class:`Signer` over one public key known when it is made: its key id and that key."""
 
-    def __init__(self, private_key: PrivateKeyTypes, *, name: str | None = None) -> None:
-        if not isinstance(private_key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
-            raise UsageError(f"unsupported private key type {type(private_key).__name__}")
-        _check_strength(private_key.public_key(), source=name or "private key")
-        self._key: PrivateKey = private_key
-        self._public = private_key.public_key()
-        self._key_id = key_id(self._public)
-        self.name = name
-
-    def __repr__(self) -> str:  # never show key material
-        return f"FileSigner(key_id={short_id(self._key_id)!r}, algorithm={algorithm_name(self._public)!r})"
+    def __init__(self, public: PublicKey) -> None:
+        self._public = public
+        self._key_id = key_id(public)
 
     @property
     def key_id(self) -> str:
@@ -191,10 +197,27 @@ class FileSigner:
     def public_key(self) -> PublicKey:
         return self._public
 
+
+class FileSigner(_PublicHalf):
+    """A :class:`Signer` over a private key held in this process (typically loaded from a file)."""
+
+    def __init__(self, private_key: PrivateKeyTypes, *, name: str | None = None) -> None:
+        if not isinstance(private_key, _PRIVATE_TYPES):
+            raise UsageError(f"unsupported private key type {type(private_key).__name__}")
+        _check_strength(private_key.public_key(), source=name or "private key")
+        self._key: PrivateKey = private_key
+        super().__init__(private_key.public_key())
+        self.name = name
+
+    def __repr__(self) -> str:  # never show key material
+        return f"FileSigner(key_id={short_id(self._key_id)!r}, algorithm={algorithm_name(self._public)!r})"
+
     def sign(self, message: bytes, *, hash_name: HashName | None = None, rsa_padding: RsaPadding = "pss") -> bytes:
         key = self._key
         if isinstance(key, ed25519.Ed25519PrivateKey):
             return key.sign(message)
+        if isinstance(key, mldsa.MLDSA65PrivateKey):
+            return key.sign(message)  # pure ML-DSA (FIPS 204 section 5.2) with the empty context string
         h = _hash(hash_name or default_hash(self._public))
         if isinstance(key, ec.EllipticCurvePrivateKey):
             return key.sign(message, ec.ECDSA(h))
@@ -204,11 +227,21 @@ class FileSigner:
         key = self._key
         if isinstance(key, ed25519.Ed25519PrivateKey):
             raise UsageError("Ed25519 signs whole messages, not digests; use an RSA or ECDSA key for this format")
+        if isinstance(key, mldsa.MLDSA65PrivateKey):
+            raise UsageError(
+                "ML-DSA-65 signs whole messages, not digests (signery signs no HashML-DSA); use an RSA or ECDSA key "
+                "for this format"
+            )
         h = _hash(hash_name)
         if len(digest) != h.digest_size:
             raise UsageError(f"a {hash_name} digest is {h.digest_size} bytes, got {len(digest)}")
         from cryptography.hazmat.primitives.asymmetric import utils
 
+        if rsa_padding == RAW_PKCS1:
+            if not isinstance(key, rsa.RSAPrivateKey):
+                raise UsageError(f"{RAW_PKCS1} is an RSA padding; this key is {algorithm_name(key.public_key())}")
+            # OpenSSL's own blinded, constant-time RSA with no digest set, as `openssl pkeyutl -sign` does.
+            return key.sign(digest, _rsa_pad("pkcs1v15", h, verifying=False), utils.NoDigestInfo())
         pre = utils.Prehashed(h)
         if isinstance(key, ec.EllipticCurvePrivateKey):
             return key.sign(digest, ec.ECDSA(pre))
@@ -231,9 +264,20 @@ def verify_signature(
                 raise UsageError("Ed25519 cannot verify a prehashed digest")
             public_key.verify(signature, message)
             return
+        if isinstance(public_key, mldsa.MLDSA65PublicKey):
+            if prehashed:
+                raise UsageError("ML-DSA-65 cannot verify a prehashed digest")
+            public_key.verify(signature, message)  # the empty context string, as FileSigner.sign signs
+            return
         from cryptography.hazmat.primitives.asymmetric import utils
 
         h = _hash(hash_name or default_hash(public_key))
+        if rsa_padding == RAW_PKCS1:
+            if not prehashed or not isinstance(public_key, rsa.RSAPublicKey):
+                raise UsageError(f"{RAW_PKCS1} verifies RSA signatures of digests only")
+            pad = _rsa_pad("pkcs1v15", h, verifying=True)
+            public_key.verify(signature, message, pad, utils.NoDigestInfo())  # type: ignore[arg-type]  # since 47
+            return
         alg: hashes.HashAlgorithm | utils.Prehashed = utils.Prehashed(h) if prehashed else h
         if isinstance(public_key, ec.EllipticCurvePublicKey):
             public_key.verify(signature, message, ec.ECDSA(alg))
@@ -268,6 +312,13 @@ def generate_private_key(algorithm: str = "ed25519") -> PrivateKey:
         return ec.generate_private_key(ec.SECP256R1())
     if algorithm == "ecdsa-p384":
         return ec.generate_private_key(ec.SECP384R1())
+    if algorithm == "ml-dsa-65":
+        try:
+            return mldsa.MLDSA65PrivateKey.generate()
+        except UnsupportedAlgorithm:
+            raise EnvironmentFailure(
+                "ML-DSA-65 is not available: the OpenSSL behind the cryptography package lacks it", subject=algorithm
+            ) from None
     m = re.fullmatch(r"rsa-(2048|3072|4096)", algorithm)
     if m:
         return rsa.generate_private_key(public_exponent=65537, key_size=int(m.group(1)))
@@ -292,6 +343,7 @@ def load_private_key(data: bytes, *, passphrase: bytes | None = None, source: st
     """
     # Only PEM tolerates surrounding whitespace: DER is binary and may legitimately end in a "whitespace" byte.
     pem = data.strip()
+    _refuse_bundle(pem, source)
     seed = _ed25519_raw(pem, _PEM_PRIVATE, _ED25519_PKCS8)
     if seed is not None and passphrase is None:
         return ed25519.Ed25519PrivateKey.from_private_bytes(seed)
@@ -310,7 +362,7 @@ def load_private_key(data: bytes, *, passphrase: bytes | None = None, source: st
         raise MalformedError(
             f"{source} is not a supported private key ({hint}expected PEM PKCS#8, PKCS#1 or SEC1)", subject=source
         ) from exc
-    if not isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+    if not isinstance(key, _PRIVATE_TYPES):
         raise MalformedError(f"{source}: unsupported key type {type(key).__name__}", subject=source)
     _check_strength(key.public_key(), source=source)
     return key
@@ -319,6 +371,7 @@ def load_private_key(data: bytes, *, passphrase: bytes | None = None, source: st
 def load_public_key(data: bytes, *, source: str = "public key") -> PublicKey:
     """Parse a PEM SubjectPublicKeyInfo or PKCS#1 ``RSA PUBLIC KEY`` (or DER SPKI), tolerating whitespace."""
     pem = data.strip()  # PEM only: DER is binary and must be parsed as given
+    _refuse_bundle(pem, source)
     raw = _ed25519_raw(pem, _PEM_PUBLIC, _ED25519_SPKI)
     if raw is not None:
         return ed25519.Ed25519PublicKey.from_public_bytes(raw)
@@ -333,7 +386,7 @@ def load_public_key(data: bytes, *, source: str = "public key") -> PublicKey:
         raise MalformedError(
             f"{source} is not a supported public key (expected PEM SPKI or PKCS#1)", subject=source
         ) from exc
-    if not isinstance(key, ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+    if not isinstance(key, _PUBLIC_TYPES):
         raise MalformedError(f"{source}: unsupported key type {type(key).__name__}", subject=source)
     _check_strength(key, source=source)
     return key
@@ -409,22 +462,224 @@ def save_key_pair(
     return KeyPairPaths(Path(private_path), Path(public_path))
 
 
+# -- hybrid bundles: an Ed25519 key and an ML-DSA-65 key signing together ------------------------------------------
+#
+# A bundle is one signing identity made of two keys: the native format puts a signature by each, over the same
+# DSSE PAE, in one envelope, so that a package stays authentic while either algorithm holds. On disk it is one PEM
+# file holding two blocks, the Ed25519 key first and the ML-DSA-65 key second: two PKCS#8 ``PRIVATE KEY`` blocks
+# (both ``ENCRYPTED PRIVATE KEY`` under one passphrase, or neither) for the private file, two SPKI ``PUBLIC KEY``
+# blocks for the public one. Its key id is :func:`hybrid_key_id`; each half keeps its own.
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----", re.DOTALL)
+_BUNDLE_LABELS = (b"PRIVATE KEY", b"ENCRYPTED PRIVATE KEY", b"PUBLIC KEY")
+
+
+def _pem_blocks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """``(label, block)`` for each PEM block of ``data``, in order."""
+    return [(m.group(1), m.group(0)) for m in _PEM_BLOCK.finditer(data)]
+
+
+def is_hybrid_pem(data: bytes) -> bool:
+    """Whether ``data`` is a hybrid bundle file: exactly two private-key blocks, or exactly two public-key blocks."""
+    if data.count(b"-----BEGIN ") != 2:
+        return False
+    labels = [label for label, _ in _pem_blocks(data)]
+    if len(labels) != 2 or not all(label in _BUNDLE_LABELS for label in labels):
+        return False
+    return (labels[0] == b"PUBLIC KEY") == (labels[1] == b"PUBLIC KEY")
+
+
+def _refuse_bundle(pem: bytes, source: str) -> None:
+    # cryptography parses the first PEM block and ignores the rest: a bundle read as one key would sign (or be
+    # trusted) as its Ed25519 half alone, silently.
+    if is_hybrid_pem(pem):
+        raise MalformedError(
+            f"{source} is a hybrid key bundle (Ed25519 + ML-DSA-65), not a single key",
+            subject=source,
+            hint="load it with signery.keys.load_hybrid_signer / load_hybrid_public_keys",
+        )
+
+
+def _split_bundle(data: bytes, source: str) -> tuple[bytes, bytes]:
+    blocks = _pem_blocks(data.strip())
+    if not is_hybrid_pem(data) or len(blocks) != 2:
+        raise MalformedError(
+            f"{source} is not a hybrid key bundle (two PEM keys: Ed25519, then ML-DSA-65)", subject=source
+        )
+    return blocks[0][1], blocks[1][1]
+
+
+def _check_bundle_order(classical: object, post_quantum: object, source: str) -> None:
+    if not isinstance(classical, ed25519.Ed25519PublicKey) or not isinstance(post_quantum, mldsa.MLDSA65PublicKey):
+        raise MalformedError(
+            f"{source}: a hybrid key bundle holds an Ed25519 key and then an ML-DSA-65 key, not "
+            f"{type(classical).__name__} and {type(post_quantum).__name__}",
+            subject=source,
+        )
+
+
+def hybrid_key_id(classical: PublicKey, post_quantum: PublicKey) -> str:
+    """A bundle's key id: lowercase hex SHA-256 of the Ed25519 key's DER SPKI followed by the ML-DSA-65 key's.
+
+    DER is self-delimiting, so the pair is unambiguous, and it is never a single key's id (no SPKI has bytes after
+    its end).
+    """
+    _check_bundle_order(classical, post_quantum, source="hybrid key")
+    return hashlib.sha256(spki_der(classical) + spki_der(post_quantum)).hexdigest()
+
+
+class HybridSigner:
+    """An Ed25519 signer and an ML-DSA-65 signer that sign together, as one identity (a "key pair bundle").
+
+    The halves are any :class:`Signer` (key files, service keys...). Only the native format signs with a bundle
+    (:meth:`sign_all`: both signatures over the same message, Ed25519 first); :meth:`sign`, :meth:`sign_digest` and
+    :meth:`public_key` are usage errors naming that, so no other format signs with one half unnoticed.
+    """
+
+    def __init__(self, classical: Signer, post_quantum: Signer, *, name: str | None = None) -> None:
+        pair = (classical.public_key(), post_quantum.public_key())
+        _check_bundle_order(*pair, source=name or "hybrid key")
+        self.halves: tuple[Signer, Signer] = (classical, post_quantum)
+        self._key_id = hybrid_key_id(*pair)
+        self.name = name
+
+    def __repr__(self) -> str:  # never show key material
+        return f"HybridSigner(key_id={short_id(self._key_id)!r}, algorithm={HYBRID_ALGORITHM!r})"
+
+    @property
+    def key_id(self) -> str:
+        return self._key_id
+
+    @property
+    def half_key_ids(self) -> tuple[str, str]:
+        """The key ids of the Ed25519 and the ML-DSA-65 half, in that order."""
+        return self.halves[0].key_id, self.halves[1].key_id
+
+    def public_keys(self) -> tuple[PublicKey, PublicKey]:
+        return self.halves[0].public_key(), self.halves[1].public_key()
+
+    def _refuse(self) -> UsageError:
+        return UsageError(
+            "a hybrid key bundle (Ed25519 + ML-DSA-65) signs only the native format, with both keys at once",
+            subject=self.name or short_id(self._key_id),
+            hint="sign with --format native, or with one of its keys on its own",
+        )
+
+    def public_key(self) -> PublicKey:
+        raise self._refuse()
+
+    def sign(self, message: bytes, *, hash_name: HashName | None = None, rsa_padding: RsaPadding = "pss") -> bytes:
+        raise self._refuse()
+
+    def sign_digest(self, digest: bytes, *, hash_name: HashName, rsa_padding: RsaPadding = "pss") -> bytes:
+        raise self._refuse()
+
+    def sign_all(self, message: bytes) -> tuple[tuple[str, bytes], ...]:
+        """``(key id, signature)`` of each half over ``message``: Ed25519 first, then ML-DSA-65."""
+        return tuple((half.key_id, half.sign(message)) for half in self.halves)
+
+
+def generate_hybrid_keys() -> tuple[ed25519.Ed25519PrivateKey, mldsa.MLDSA65PrivateKey]:
+    """A new bundle's two private keys."""
+    post_quantum = generate_private_key("ml-dsa-65")
+    assert isinstance(post_quantum, mldsa.MLDSA65PrivateKey)
+    return ed25519.Ed25519PrivateKey.generate(), post_quantum
+
+
+def hybrid_private_pem(
+    classical: ed25519.Ed25519PrivateKey, post_quantum: mldsa.MLDSA65PrivateKey, *, passphrase: bytes | None = None
+) -> bytes:
+    """The private bundle file: the two PKCS#8 PEM blocks, Ed25519 first, both encrypted with ``passphrase``."""
+    _check_bundle_order(classical.public_key(), post_quantum.public_key(), source="hybrid key")
+    return private_key_pem(classical, passphrase=passphrase) + private_key_pem(post_quantum, passphrase=passphrase)
+
+
+def hybrid_public_pem(classical: PublicKey, post_quantum: PublicKey) -> bytes:
+    """The public bundle file: the two SPKI PEM blocks, Ed25519 first."""
+    _check_bundle_order(classical, post_quantum, source="hybrid key")
+    return public_key_pem(classical) + public_key_pem(post_quantum)
+
+
+def load_hybrid_private_keys(
+    data: bytes, *, passphrase: bytes | None = None, source: str = "hybrid key"
+) -> tuple[ed25519.Ed25519PrivateKey, mldsa.MLDSA65PrivateKey]:
+    """Parse a private bundle file (see :func:`hybrid_private_pem`)."""
+    first, second = _split_bundle(data, source)
+    classical = load_private_key(first, passphrase=passphrase, source=f"{source} (Ed25519 half)")
+    post_quantum = load_private_key(second, passphrase=passphrase, source=f"{source} (ML-DSA-65 half)")
+    _check_bundle_order(classical.public_key(), post_quantum.public_key(), source=source)
+    assert isinstance(classical, ed25519.Ed25519PrivateKey) and isinstance(post_quantum, mldsa.MLDSA65PrivateKey)
+    return classical, post_quantum
+
+
+def load_hybrid_public_keys(
+    data: bytes, *, source: str = "hybrid key"
+) -> tuple[ed25519.Ed25519PublicKey, mldsa.MLDSA65PublicKey]:
+    """Parse a public bundle file (see :func:`hybrid_public_pem`)."""
+    first, second = _split_bundle(data, source)
+    if b"PRIVATE KEY" in first + second:
+        raise MalformedError(f"{source} holds private keys; give the public bundle", subject=source)
+    classical = load_public_key(first, source=f"{source} (Ed25519 half)")
+    post_quantum = load_public_key(second, source=f"{source} (ML-DSA-65 half)")
+    _check_bundle_order(classical, post_quantum, source=source)
+    assert isinstance(classical, ed25519.Ed25519PublicKey) and isinstance(post_quantum, mldsa.MLDSA65PublicKey)
+    return classical, post_quantum
+
+
+def load_hybrid_signer(data: bytes, *, passphrase: bytes | None = None, source: str = "hybrid key") -> HybridSigner:
+    """A :class:`HybridSigner` over a private bundle file's two keys."""
+    classical, post_quantum = load_hybrid_private_keys(data, passphrase=passphrase, source=source)
+    return HybridSigner(FileSigner(classical, name=source), FileSigner(post_quantum, name=source), name=source)
+
+
+def save_hybrid_key_pair(
+    private_path: Path,
+    public_path: Path,
+    classical: ed25519.Ed25519PrivateKey,
+    post_quantum: mldsa.MLDSA65PrivateKey,
+    *,
+    passphrase: bytes | None = None,
+    overwrite: bool = False,
+) -> KeyPairPaths:
+    """Write a bundle's private file (mode 0600, atomically) and its public file beside it."""
+    if not overwrite:
+        for p in (private_path, public_path):
+            if Path(p).exists():
+                raise UsageError(f"{p} exists; refusing to overwrite a key", subject=str(p), hint="use --force")
+    private = hybrid_private_pem(classical, post_quantum, passphrase=passphrase)
+    public = hybrid_public_pem(classical.public_key(), post_quantum.public_key())
+    atomic_write_bytes(private_path, private, mode=0o600, overwrite=overwrite)
+    atomic_write_bytes(public_path, public, mode=0o644, overwrite=overwrite)
+    return KeyPairPaths(Path(private_path), Path(public_path))
+
+
 __all__ = [
     "ALGORITHMS",
+    "HYBRID_ALGORITHM",
     "FileSigner",
+    "HybridSigner",
     "PrivateKey",
     "PublicKey",
     "Signer",
     "algorithm_name",
     "default_hash",
+    "generate_hybrid_keys",
     "generate_private_key",
+    "hybrid_key_id",
+    "hybrid_private_pem",
+    "hybrid_public_pem",
+    "is_hybrid_pem",
     "key_id",
+    "load_hybrid_private_keys",
+    "load_hybrid_public_keys",
+    "load_hybrid_signer",
     "load_private_key",
     "load_private_key_file",
     "load_public_key",
     "load_public_key_file",
     "private_key_pem",
     "public_key_pem",
+    "save_hybrid_key_pair",
     "save_key_pair",
     "short_id",
     "verify_signature",

@@ -51,7 +51,10 @@ def test_add_list_remove_round_trip(tmp_path: Path, privs: list[PrivateKey]) -> 
     assert loaded.get(alice.key_id).public_key().public_bytes_raw() == privs[0].public_key().public_bytes_raw()  # type: ignore[union-attr]
     assert store.remove("alice") == [alice]
     assert [k.name for k in store.load()] == ["bob"]
-    assert store.remove(bob.key_id[:12]) == [bob]  # a unique 8+ hex prefix
+    with pytest.raises(UsageError) as short:
+        store.remove(bob.key_id[:12])  # a prefix shorter than 16 hex digits names nothing
+    assert "at least 16 hex digits" in str(short.value.hint)
+    assert store.remove(bob.key_id[:16].upper()) == [bob]  # a unique 16+ hex prefix, in any case
     assert len(store.load()) == 0
 
 
@@ -66,7 +69,7 @@ def test_name_and_key_clashes_are_refused_unless_replacing(tmp_path: Path, privs
     store.add(trusted_key_from_public(privs[0].public_key(), name="alice"))
     with pytest.raises(UsageError, match="name 'alice'"):
         store.add(trusted_key_from_public(privs[1].public_key(), name="alice"))
-    with pytest.raises(UsageError, match="key 'alice'"):
+    with pytest.raises(UsageError, match="already trusted as 'alice'"):
         store.add(trusted_key_from_public(privs[0].public_key(), name="alice2"))
     assert [k.name for k in store.load()] == ["alice"]  # nothing changed
     store.add(trusted_key_from_public(privs[1].public_key(), name="alice"), replace_existing=True)

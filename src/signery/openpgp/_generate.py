@@ -76,6 +76,11 @@ class GeneratedKey:
     public_armored: str
     secret_armored: str = field(repr=False)
 
+    @property
+    def key_id(self) -> str:
+        """The long key id, as gpg shows it: the low 64 bits of the fingerprint (its last 16 hex digits)."""
+        return self.fingerprint[-16:]
+
 
 def generate_key(uid: str, *, algorithm: str = "rsa-3072", passphrase: bytes | None = None) -> GeneratedKey:
     """Make a v4 key (primary key that certifies and signs) as gpg and sq import it.

@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 from typing import cast
 
-from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, utils
 
 from ..errors import MalformedError, UsageError
 from ..keys import FileSigner, HashName, OpenPGPBindable, RsaPadding, Signer
@@ -78,6 +78,11 @@ class OpenPGPSigner:
         if (certificate is None) == (created is None):
             raise UsageError("bind an OpenPGP signer to exactly one of a certificate or a creation time")
         public = signer.public_key()
+        if not isinstance(public, (rsa.RSAPublicKey, ed25519.Ed25519PublicKey, ec.EllipticCurvePublicKey)):
+            raise UsageError(
+                f"{type(public).__name__} keys have no OpenPGP v4 form here; sign OpenPGP with RSA, ECDSA or Ed25519",
+                subject=signer.key_id,
+            )
         if created is not None:
             self._bind(signer, key_packet(public, created), None)
             return
@@ -199,11 +204,13 @@ def bind_signer(
         bound = signer.openpgp_signer() if isinstance(signer, OpenPGPBindable) else None
         if isinstance(bound, OpenPGPSigner):
             return bound
+        who = getattr(signer, "name", None) or signer.key_id
         raise UsageError(
-            f"{signer!r} has no OpenPGP identity: an OpenPGP signature names its key by a fingerprint that "
-            "depends on the key's creation time",
-            hint="sign with an OpenPGP secret key (openpgp.load_signer), or bind this signer to its certificate "
-            "with openpgp.bind_signer(signer, certificate=...) (or created=... for a key made at that time)",
+            f"{who} is not an OpenPGP key: an OpenPGP signature names its key by a fingerprint that depends on "
+            "the key's creation time, which a PEM key does not record",
+            subject=str(who),
+            hint="sign with an OpenPGP secret key (signery keygen NAME --format openpgp, or gpg --export-secret-keys)"
+            ", or give the OpenPGP certificate holding this key (--certificate; certificate= or created= in Python)",
         )
     return OpenPGPSigner(signer, certificate=certificate, created=created, source=source, now=now)
 
