@@ -129,7 +129,7 @@ def main() -> int:
         gpg_sig, our_sig = work / "gpg.sig", work / "signery.sig"
         gpg_sign = [*gpg, *(["--digest-algo", args.gpg_digest] if args.gpg_digest else []), "--output", str(gpg_sig)]
         gpg_sign += ["--detach-sign", str(big)]
-        our_sign = [*SIGNERY, "sign", str(big), "--format", "openpgp", "--key", str(secret), "-q"]
+        our_sign = [*SIGNERY, "sign", str(big), "--format", "openpgp", "--key", str(secret), "-q", "--force"]
         our_sign += ["--output", str(our_sig)]
         version = subprocess.run(["gpg", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
         print(

@@ -31,23 +31,10 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
-    from .errors import (
-        ConfigError,
-        ConflictError,
-        EnvironmentFailure,
-        MalformedError,
-        NotFoundError,
-        PolicyViolationError,
-        Reason,
-        SigneryError,
-        TamperedError,
-        UnsafeArchiveError,
-        UsageError,
-        VerificationError,
-    )
-    from .keys import Signer
-    from .result import VerificationResult
-    from .trust import TrustSet
+    from .errors import *  # noqa: F403 - the names of errors.__all__; mypy re-exports what a star import brings
+    from .keys import Signer as Signer
+    from .result import VerificationResult as VerificationResult
+    from .trust import TrustSet as TrustSet
 
     StrPath = str | os.PathLike[str]
 
@@ -55,91 +42,66 @@ __version__ = "0.1.0"
 
 REMOTE_PREFIX = "remote:"
 """A :func:`load_signer` reference ``remote:NAME`` names a key held by a signing service."""
+PKCS11_PREFIX = "pkcs11:"
+"""A :func:`load_signer` reference ``pkcs11:...`` (RFC 7512) names a key in a PKCS#11 token."""
 
-# Re-exported names -> their module, loaded on first use (PEP 562), so that `import signery` imports nothing.
-_LAZY = {
-    **dict.fromkeys(
-        (
-            "ConfigError",
-            "ConflictError",
-            "EnvironmentFailure",
-            "MalformedError",
-            "NotFoundError",
-            "PolicyViolationError",
-            "Reason",
-            "SigneryError",
-            "TamperedError",
-            "UnsafeArchiveError",
-            "UsageError",
-            "VerificationError",
-        ),
-        "signery.errors",
-    ),
-    "Signer": "signery.keys",
-    "TrustSet": "signery.trust",
-    "VerificationResult": "signery.result",
-}
+# Re-exported names -> their module, loaded on first use (PEP 562), so that `import signery` imports nothing. The
+# errors are the names of signery.errors.__all__, listed there only: learning them imports that module, so they join
+# __all__ (and dir()) when it is first asked for.
+_LAZY = {"Signer": "signery.keys", "TrustSet": "signery.trust", "VerificationResult": "signery.result"}
+_ERRORS = "signery.errors"
+_OWN = ("__version__", "load_signer", "load_trust", "sign", "verify")
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'signery' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(module), name)
+    if name == "__all__":
+        value: Any = sorted([*importlib.import_module(_ERRORS).__all__, *_LAZY, *_OWN])
+    else:
+        module = _LAZY.get(name)
+        if module is None and name[:1].isupper() and name in importlib.import_module(_ERRORS).__all__:
+            module = _ERRORS
+        if module is None:
+            raise AttributeError(f"module 'signery' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(__getattr__("__all__")))
 
 
 def sign(
     path: StrPath,
     signer: Signer,
     *,
-    format: str = "native",
+    format: str | None = None,
     output: StrPath | None = None,
+    overwrite: bool = False,
     **options: Any,
 ) -> Path:
-    """Sign ``path`` in ``format`` and return the path written (atomically).
+    """Sign ``path`` and return the path written (atomically).
 
-    ``format`` is ``native`` (default: a ZIP gets a signed copy ``X.signed.zip``, anything else a detached
-    ``X.signery.json``), ``dify`` (a signed ``X.signed.difypkg``) or ``openpgp`` (a detached ``X.sig``).
-    ``options`` go to ``signery.formats.<format>.sign``: for example ``claims={"version": "1.2.0"}``,
-    ``in_place=True``, ``detached=True`` or ``digest="blake3"`` (native), ``category="partner"`` (dify),
-    ``armor=True`` or ``created=...`` (openpgp: a plain key file's signer needs its key creation time or
-    ``certificate=``, unless it came from :func:`load_signer` on an OpenPGP key).
+    ``format`` is inferred when not given: an OpenPGP key signs ``openpgp`` (a detached ``X.sig``), a component
+    archive ``ocm``, a ``.difypkg`` with an RSA key ``dify`` (a signed ``X.signed.difypkg``), anything else
+    ``native`` (a ZIP gets a signed copy ``X.signed.zip``, anything else a detached ``X.signery.json``).
+    ``options`` are the format's options (``signery.formats.get_format(NAME).options_type``): for example
+    ``claims={"version": "1.2.0"}``, ``in_place=True`` or ``digest="blake3"`` (native), ``category="partner"``
+    (dify), ``armor=True`` (openpgp). An existing output is not replaced unless ``overwrite``.
 
     Raises:
-        UsageError: an unknown format, or an option that format does not take.
+        UsageError: an unknown format, an option that format does not take, or an output that exists.
         MalformedError: ``path`` is not something the format can sign.
     """
     from pathlib import Path
 
-    from .errors import UsageError
-    from .formats import get_format
+    from .formats import sign as sign_as
 
-    module = get_format(format)
     target = Path(output) if output is not None else None
-    try:
-        written: Path = module.sign(Path(path), signer, output=target, **options)
-    except TypeError as exc:
-        unknown = sorted(set(options) - _keywords(module.sign))
-        if not unknown:
-            raise
-        raise UsageError(
-            f"the {format} format takes no option {', '.join(unknown)}", subject=unknown[0]
-        ) from exc
+    _, written = sign_as(Path(path), signer, format=format, output=target, options=options, overwrite=overwrite)
     return written
-
-
-def _keywords(fn: Any) -> set[str]:
-    import inspect
-
-    return {p.name for p in inspect.signature(fn).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
 def verify(
@@ -164,9 +126,9 @@ def verify(
     """
     from pathlib import Path
 
-    from .formats import verify_detected
+    from .formats import verify_all
 
-    return verify_detected(
+    return verify_all(
         Path(path),
         trust=trust,
         signature=Path(signature) if signature is not None else None,
@@ -183,6 +145,8 @@ def load_signer(
     api_key: str | None = None,
     ca_file: StrPath | None = None,
     env: Mapping[str, str] | None = None,
+    pin: str | None = None,
+    pkcs11_module: str | None = None,
 ) -> Signer:
     """The :class:`Signer` that ``ref`` names.
 
@@ -196,6 +160,10 @@ def load_signer(
       never reads the environment itself; pass ``env=os.environ`` to default them, as the CLI does, to
       ``$SIGNERY_SERVER``, ``$SIGNERY_API_KEY`` and ``$SIGNERY_CA_FILE``. Nothing is sent until the signer is
       first used.
+
+    - ``pkcs11:token=...;object=...`` (an RFC 7512 URI): a :class:`signery.pkcs11.PKCS11Signer` for a key that
+      never leaves its token or HSM. The module is the URI's ``module-path``, else ``pkcs11_module``, else
+      ``$SIGNERY_PKCS11_MODULE`` in ``env``; the PIN is the URI's ``pin-source``/``pin-value``, else ``pin``.
 
     ``passphrase`` unlocks an encrypted key file.
 
@@ -211,6 +179,11 @@ def load_signer(
         return _remote_signer(
             text[len(REMOTE_PREFIX) :], server=server, api_key=api_key, ca_file=ca_file, env=env or {}
         )
+    if isinstance(text, str) and text.startswith(PKCS11_PREFIX):
+        from .pkcs11 import PKCS11Signer
+
+        module = pkcs11_module or (env or {}).get("SIGNERY_PKCS11_MODULE") or None
+        return PKCS11Signer(text, module=module, pin=pin)
     secret = passphrase.encode() if isinstance(passphrase, str) else passphrase
     from .keys import read_key_file
 
@@ -221,8 +194,10 @@ def load_signer(
         from . import openpgp
 
         return openpgp.load_signer(data, passphrase=secret, source=str(path))
-    from .keys import FileSigner, load_private_key
+    from .keys import FileSigner, is_hybrid_pem, load_hybrid_signer, load_private_key
 
+    if is_hybrid_pem(data):  # an Ed25519 + ML-DSA-65 bundle: one hybrid envelope signed by both halves
+        return load_hybrid_signer(data, passphrase=secret, source=str(path))
     return FileSigner(load_private_key(data, passphrase=secret, source=str(path)), name=str(path))
 
 
@@ -271,27 +246,3 @@ def load_trust(*sources: StrPath) -> TrustSet:
         else:
             trust = trust.union(TrustSet([load_trusted_key_file(path).key]))
     return trust
-
-
-__all__ = [
-    "ConfigError",
-    "ConflictError",
-    "EnvironmentFailure",
-    "MalformedError",
-    "NotFoundError",
-    "PolicyViolationError",
-    "Reason",
-    "Signer",
-    "SigneryError",
-    "TamperedError",
-    "TrustSet",
-    "UnsafeArchiveError",
-    "UsageError",
-    "VerificationError",
-    "VerificationResult",
-    "__version__",
-    "load_signer",
-    "load_trust",
-    "sign",
-    "verify",
-]

@@ -116,10 +116,10 @@ class Policy:
             return trust
         out = trust.union(self.extra_trust)
         if self.trust_dify_marketplace:
-            from .formats.dify import official_trust
+            from .formats import default_trust
 
             known = {k.key_id for k in out}
-            out = out.union(TrustSet(k for k in official_trust() if k.key_id not in known))
+            out = out.union(TrustSet(k for k in default_trust(["dify"]) if k.key_id not in known))
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -103,7 +103,8 @@ def test_trust_store_add_list_remove_and_verify_without_key(work: Path, home: Pa
 
 def test_trust_store_option_and_expiry(work: Path) -> None:
     store = work / "store"
-    run("trust", "add", "alice.public.pem", "--trust-store", str(store), "--expires", "2000-01-01")
+    run("trust", "add", "alice.public.pem", "--trust-store", str(store), "--expires", "2000-01-01", code=2)
+    run("trust", "add", "alice.public.pem", "--trust-store", str(store), "--expires", "2000-01-01", "--force")
     run("sign", "plugin.zip", "--key", "alice.private.pem")
     _, out, _ = run("verify", "plugin.signed.zip", "--trust-store", str(store), "--json", code=1)
     assert json.loads(out)["reason"] == "expired-key"

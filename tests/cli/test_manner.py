@@ -201,7 +201,7 @@ def test_every_help_ends_with_examples(path: tuple[str, ...], cmd: click.Command
     assert "Examples:" in r.output, f"signery {' '.join(path)} --help has no Examples:"
     assert r.output.count("Examples:") == 1, r.output
     found = examples(r.output)
-    assert 1 <= len(found) <= 3, found
+    assert 1 <= len(found) <= 5, found  # a few, not a manual
     for line in found:
         assert line.startswith("signery "), line
         # a real invocation: the command exists and takes these options (values are not checked)

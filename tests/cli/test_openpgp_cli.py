@@ -139,4 +139,4 @@ def test_sign_reports_the_fingerprint_and_refuses_a_pem_key_clearly(tmp_path: Pa
     # a PEM key (native's) is not an OpenPGP key: a usage error that says so, never a traceback
     assert run("keygen", "pem", "--out-dir", tmp_path)[0] == 0
     code, _, err = run("sign", pkg, "--format", "openpgp", "--key", tmp_path / "pem.private.pem")
-    assert code == 2 and "PEM key, not an OpenPGP secret key" in err
+    assert code == 2 and "is not an OpenPGP key" in err and "--certificate" in err

@@ -34,6 +34,7 @@ from archive_readers import (
     signery_listing,
     walk,
 )
+from support import require_tool
 from zipcraft import E, build
 
 FILES: dict[str, tuple[bytes, int]] = {
@@ -158,9 +159,7 @@ def test_a_python_zipfile_archive_reads_the_same_everywhere(tmp_path: Path) -> N
 
 
 def test_an_info_zip_archive_reads_the_same_everywhere(tmp_path: Path) -> None:
-    tool = shutil.which("zip")
-    if tool is None:
-        pytest.skip("Info-ZIP zip is not installed (optional)")
+    tool = require_tool("zip")
     # ASCII names only: zip 3.0 writes other names as raw bytes without the UTF-8 flag, which signery refuses.
     files = {n: v for n, v in FILES.items() if n.isascii()}
     root = make_tree(tmp_path / "tree", files)

@@ -98,7 +98,9 @@ def atomic_writer(path: Path, *, mode: int = 0o644, overwrite: bool = True) -> I
         raise
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o644, overwrite: bool = True) -> None:
+def atomic_write_bytes(
+    path: Path, data: bytes | bytearray | memoryview, *, mode: int = 0o644, overwrite: bool = True
+) -> None:
     """Write ``data`` to ``path`` atomically with permissions ``mode``."""
     with atomic_writer(path, mode=mode, overwrite=overwrite) as fh:
         fh.write(data)

@@ -39,8 +39,6 @@ COMMANDS: dict[str, str] = {
 NEEDS_EXTRA: dict[str, str] = {
     "server": "service",
     "registry": "registry",
-    "publish": "registry",  # the registry client shares the registry's limits (signery.registry.settings)
-    "search": "registry",
     "mirror": "registry",
 }
 # The top-level modules those extras install (and the frameworks they bring).

@@ -23,6 +23,22 @@ EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_ENV = 0, 1, 2, 3
 F = TypeVar("F", bound=Callable[..., Any])
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document for scripts.")
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+
+
+def existing_file_option(*param_decls: str, help: str, multiple: bool = False) -> Callable[[F], F]:
+    """An option naming a file that must exist, as a :class:`~pathlib.Path` (``multiple``: repeatable, a tuple)."""
+    return click.option(
+        *param_decls, multiple=multiple, type=click.Path(exists=True, dir_okay=False, path_type=Path), help=help
+    )
+
+
+def trust_store_option(help: str = "Trust store directory.") -> Callable[[F], F]:
+    """``--trust-store DIR``, a ``trust_store: Path | None`` argument (``None``: :func:`trust_store_dir`'s default)."""
+    return click.option("--trust-store", type=click.Path(file_okay=False, path_type=Path), help=help)
+
+
+signature_option = existing_file_option("--signature", "-s", help="Detached signature file.")
 
 
 def signery_home() -> Path:
@@ -228,3 +244,174 @@ def _stderr_console() -> Any:
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+# --- passphrases ----------------------------------------------------------------------------------------------------
+# A command that loads (or writes) an encrypted private key takes ``@passphrase_options``: --passphrase-env VAR and
+# --passphrase-file FILE, handed to it as one ``passphrase: Passphrase`` argument. ``unlock(load, passphrase, ...)``
+# runs a loader; when the library says the key needs a passphrase and none was given, it asks once on the terminal
+# (never echoed) and runs the loader again, or, without a terminal, says which option to give.
+
+_ASK_HINT = "give --passphrase-env VAR or --passphrase-file FILE, or run on a terminal to be asked"
+MAX_PASSPHRASE_FILE_BYTES = 64 << 10
+
+T = TypeVar("T")
+
+
+class Passphrase:
+    """Where a command's passphrase comes from: ``--passphrase-env``, ``--passphrase-file``, else the terminal.
+
+    What was read (or typed) is kept, so that several keys of one command share one prompt.
+    """
+
+    def __init__(self, env: str | None = None, file: Path | None = None) -> None:
+        self.env = env or None
+        self.file = Path(file) if file is not None else None
+        self._value: bytes | None = None
+
+    @property
+    def given(self) -> bool:
+        """Whether --passphrase-env or --passphrase-file was given."""
+        return self.env is not None or self.file is not None
+
+    def with_default_env(self, var: str) -> Passphrase:
+        """This source, or ``$var`` when neither option was given and ``var`` is set (elastic-package's variable)."""
+        if self.given or not os.environ.get(var):
+            return self
+        return Passphrase(env=var)
+
+    def value(self) -> bytes | None:
+        """The passphrase from the options (or typed earlier), or ``None`` when there is none yet."""
+        if self._value is None:
+            if self.env is not None and self.file is not None:
+                raise UsageError("give --passphrase-env or --passphrase-file, not both", subject="--passphrase-file")
+            if self.env is not None:
+                self._value = passphrase_from_env(self.env)
+            elif self.file is not None:
+                self._value = _passphrase_from_file(self.file)
+        return self._value
+
+    def ask(self, what: str, *, confirm: bool = False) -> bytes:
+        """Ask on the terminal (not echoed); twice when ``confirm``. A usage error when stdin is no terminal."""
+        if not sys.stdin.isatty():
+            raise UsageError(f"{what} needs a passphrase: {_ASK_HINT}", subject=what)
+        import getpass
+
+        try:
+            first = getpass.getpass(f"Passphrase for {what}: ")
+            if confirm and getpass.getpass("Repeat the passphrase: ") != first:
+                raise UsageError("the two passphrases differ; nothing was written", subject=what)
+        except EOFError:
+            raise UsageError(f"no passphrase was typed for {what}", subject=what) from None
+        if not first:
+            raise UsageError(f"an empty passphrase was typed for {what}; a key needs a real one", subject=what)
+        self._value = first.encode()
+        return self._value
+
+
+def _passphrase_from_file(path: Path) -> bytes:
+    """The first line of ``path`` (as gpg's --passphrase-file reads it), without its line ending."""
+    from .._internal.files import read_bounded
+
+    try:
+        data = read_bounded(path, MAX_PASSPHRASE_FILE_BYTES, what="passphrase file")
+    except OSError as exc:
+        raise UsageError(f"--passphrase-file {path} cannot be read: {exc.strerror or exc}", subject=str(path)) from None
+    line = data.split(b"\n", 1)[0].removesuffix(b"\r")
+    if not line:
+        raise UsageError(f"--passphrase-file {path} is empty (its first line is the passphrase)", subject=str(path))
+    return line
+
+
+def passphrase_options(fn: F) -> F:
+    """Give a command --passphrase-env VAR and --passphrase-file FILE, passed to it as ``passphrase: Passphrase``.
+
+    Put it between the command's options and ``@json_option``/``@handle_errors``::
+
+        @command()
+        @click.option("--key", ...)
+        @passphrase_options
+        @json_option
+        @handle_errors
+        def sign(key: str, passphrase: Passphrase, as_json: bool) -> None:
+            signer = unlock(lambda pw: load_signer(key, passphrase=pw), passphrase, what=key)
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, passphrase_env: str | None = None, passphrase_file: Path | None = None, **kw: Any) -> Any:
+        return fn(*args, passphrase=Passphrase(env=passphrase_env, file=passphrase_file), **kw)
+
+    with_file = click.option(
+        "--passphrase-file",
+        metavar="FILE",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="The key's passphrase is the first line of FILE.",
+    )(wrapper)
+    return click.option(  # type: ignore[return-value]
+        "--passphrase-env",
+        metavar="VAR",
+        help="The key's passphrase is in $VAR. Without either, a terminal is asked when the key is encrypted.",
+    )(with_file)
+
+
+def needs_passphrase(err: SigneryError) -> bool:
+    """Whether ``err`` is the library saying a key is encrypted and no passphrase was given.
+
+    keys.load_private_key says "X is encrypted; give its passphrase", openpgp "X is passphrase-protected; give its
+    passphrase" (tests/cli/test_passphrase_prompt.py keeps both messages true).
+    """
+    return err.message.endswith("; give its passphrase")
+
+
+def resolve_passphrase(
+    passphrase: Passphrase, *, what: str, required: bool = False, confirm: bool = False
+) -> bytes | None:
+    """The passphrase for ``what``: from the options, else, when ``required``, typed on the terminal.
+
+    ``confirm`` asks twice (a new key). Without a terminal a required passphrase is a usage error naming the options.
+    """
+    value = passphrase.value()
+    if value is None and required:
+        value = passphrase.ask(what, confirm=confirm)
+    return value
+
+
+def unlock(load: Callable[[bytes | None], T], passphrase: Passphrase, *, what: str) -> T:
+    """``load(passphrase)``; if the key is encrypted and no passphrase was given, ask once and load again.
+
+    ``load`` gets the passphrase from the options (or ``None``). When it raises the library's missing-passphrase
+    error, the terminal is asked (once per :class:`Passphrase`) and ``load`` runs again with what was typed; without
+    a terminal the error says which options to give. A wrong passphrase is the library's error, as it was.
+    """
+    try:
+        return load(passphrase.value())
+    except SigneryError as err:
+        if not needs_passphrase(err) or passphrase.value() is not None:
+            raise
+        subject = err.subject or what
+        if not sys.stdin.isatty():
+            raise UsageError(f"{subject} is encrypted: {_ASK_HINT}", reason=err.reason, subject=subject) from None
+        typed = passphrase.ask(subject)
+    return load(typed)
+
+
+def available_formats(only: Sequence[str] | None = None) -> list[str]:
+    """The registry's format names (:func:`signery.formats.names`) whose modules are installed, in its order.
+
+    ``only`` keeps those among them (a command that makes keys for some formats only).
+    """
+    import importlib.util
+
+    from ..formats import FORMATS, names
+
+    found: list[str] = []
+    for name in names():
+        if only is not None and name not in only:
+            continue
+        try:
+            spec = importlib.util.find_spec(FORMATS[name])
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None:
+            found.append(name)
+    return found

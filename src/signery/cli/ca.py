@@ -31,7 +31,7 @@ _passphrase = click.option("--passphrase-env", metavar="VAR", help="Passphrase o
 def ca() -> None:
     """Create a code-signing PKI: a root, intermediates, and leaf certificates for OCM signing.
 
-    Then sign with the leaf: signery ocm sign ./ca --signature acme --key acme.key.pem --cert acme.cert.pem
+    Then sign with the leaf: signery sign ./ca --key acme.key.pem --chain acme.cert.pem --signature-name acme
 
     \b
     Examples:

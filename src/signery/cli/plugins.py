@@ -35,6 +35,7 @@ def list_(plugins_dir: Path, as_json: bool) -> None:
       signery plugins list --plugins-dir plugins --json
     """
     from ..host.checks import list_installed
+    from ..trust import short_key_id
 
     records = list_installed(plugins_dir)
     if as_json:
@@ -46,7 +47,7 @@ def list_(plugins_dir: Path, as_json: bool) -> None:
         return
     for r in records:
         if r.status == "verified":
-            how = f"verified    {r.signer_key_name} ({(r.signer_key_id or '')[:16]})"
+            how = f"verified    {r.signer_key_name} ({short_key_id(r.signer_key_id or '')})"
         else:
             how = f"unverified  ({r.reason})"
         click.echo(f"{r.name:<32} {r.version:<14} {r.kind:<10} {how}")

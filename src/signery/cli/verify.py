@@ -11,13 +11,26 @@ import click
 from ..errors import UsageError, VerificationError
 from ..result import SignatureCheck, VerificationResult
 from ..trust import TrustSet
-from ._common import EXIT_OK, EXIT_REFUSED, Progress, command, emit_json, handle_errors, json_option, trust_store_dir
-
-FORMAT_CHOICES = ["native", "dify", "openpgp"]
+from ._common import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    Progress,
+    available_formats,
+    command,
+    emit_json,
+    existing_file_option,
+    handle_errors,
+    json_option,
+    quiet_option,
+    signature_option,
+    trust_store_dir,
+    trust_store_option,
+)
 
 
 def load_trust(keys: tuple[Path, ...], trust_store: Path | None, *, fmt: str | None) -> TrustSet:
-    """--key files when given (and then only those), else the trust store; Dify's marketplace key for Dify."""
+    """--key files when given (and then only those), else the trust store and what the formats trust by default."""
+    from ..formats import default_trust
     from ..trust import TrustedKey, TrustStore, load_trusted_key_file
 
     if keys:
@@ -29,17 +42,15 @@ def load_trust(keys: tuple[Path, ...], trust_store: Path | None, *, fmt: str | N
             loaded.append(entry)
         return TrustSet(loaded)
     trust = TrustStore(trust_store_dir(trust_store)).load()
-    if fmt in (None, "dify"):
-        from ..formats import dify
-
-        trust = trust.union(dify.official_trust())
-    return trust
+    return trust.union(default_trust([fmt] if fmt else None))
 
 
 def _line(check: SignatureCheck) -> str:
     mark = "✓" if check.valid else "✗"
     who = check.key_name or "?"
-    kid = (check.key_id or "-")[:16]
+    from ..trust import short_key_id
+
+    kid = short_key_id(check.key_id) if check.key_id else "-"
     when = check.signed_at.strftime("%Y-%m-%d %H:%M:%SZ") if check.signed_at else "-"
     # Dify reports the keys it tried as "candidates"; that list is for --json, not for a one-line summary.
     claims = " ".join(f"{k}={v}" for k, v in sorted(check.claims.items()) if k != "candidates")
@@ -63,21 +74,18 @@ def render(result: VerificationResult) -> None:
 
 @command()
 @click.argument("subject", type=click.Path(exists=True, path_type=Path))
-@click.option(
+@existing_file_option(
     "--key",
     "-k",
     "keys",
     multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Trust only this public key (PEM, X.509 certificate or OpenPGP); repeatable. Default: the trust store.",
 )
-@click.option("--trust-store", type=click.Path(file_okay=False, path_type=Path), help="Trust store directory.")
+@trust_store_option()
 @click.option("--threshold", type=click.IntRange(min=1), default=1, show_default=True, help="Distinct trusted keys.")
-@click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), help="Only this format (default: all found).")
-@click.option(
-    "--signature", "-s", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Detached signature file."
-)
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--format", "fmt", type=click.Choice(available_formats()), help="Only this format (default: all found).")
+@signature_option
+@quiet_option
 @json_option
 @handle_errors
 def verify(
@@ -125,27 +133,23 @@ def verify(
 def _verify(
     subject: Path, trust: TrustSet, fmt: str | None, signature: Path | None, threshold: int, quiet: bool
 ) -> VerificationResult:
-    from ..formats import get_format, verify_detected
+    from ..formats import get_format, verify_all
 
     bar = Progress(subject.stat().st_size if subject.is_file() else 0, f"verifying {subject.name}", quiet=quiet)
     try:
         if fmt is None:
-            return verify_detected(subject, trust=trust, signature=signature, threshold=threshold, progress=bar.advance)
+            return verify_all(subject, trust=trust, signature=signature, threshold=threshold, progress=bar.advance)
         # A format named explicitly is asked directly, so its own errors (a malformed signature file) come through.
-        result = get_format(fmt).verify(
+        return get_format(fmt).verify(
             subject, trust=trust, signature=signature, threshold=threshold, progress=bar.advance
         )
-        assert isinstance(result, VerificationResult)
-        return result
     finally:
         bar.close()
 
 
 @command()
 @click.argument("subject", type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--signature", "-s", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Detached signature file."
-)
+@signature_option
 @json_option
 @handle_errors
 def inspect(subject: Path, signature: Path | None, as_json: bool) -> None:

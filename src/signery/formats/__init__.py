@@ -20,6 +20,7 @@ from ..keys import Signer
 from ..result import VerificationResult
 from ..trust import TrustSet
 from ._base import Format, Options
+from ._sniff import PRECONDITIONS
 
 # Format name -> module. Order matters: detection tries the first formats first.
 FORMATS: dict[str, str] = {
@@ -58,6 +59,16 @@ def get_format(name: str) -> Format:
     return fmt
 
 
+def get_format_or_none(name: str | None) -> Format | None:
+    """The format called ``name``, or ``None`` for a name that is no format or one whose module is not installed."""
+    if name not in FORMATS:
+        return None
+    try:
+        return get_format(name)
+    except ModuleNotFoundError:
+        return None
+
+
 def detect_formats(subject: Path, *, signature: Path | None = None, only: Iterable[str] | None = None) -> list[str]:
     """Names of the formats whose signatures ``subject`` carries (a format whose module is absent is skipped).
 
@@ -65,6 +76,9 @@ def detect_formats(subject: Path, *, signature: Path | None = None, only: Iterab
     """
     found: list[str] = []
     for name in only or FORMATS:
+        cheap = PRECONDITIONS.get(name)
+        if signature is None and cheap is not None and not cheap(Path(subject)):
+            continue  # cannot carry it: the format's module (and its dependencies) is not even imported
         try:
             fmt = get_format(name)
         except ModuleNotFoundError:
@@ -156,10 +170,8 @@ def sign(
     """
     subject = Path(subject)
     fmt = get_format(format or infer_format(subject, signer))
-    if options is None or isinstance(options, Mapping):
-        opts = fmt.options(dict(options or {}))
-    else:
-        opts = options
+    opts = fmt.options(dict(options or {})) if options is None or isinstance(options, Mapping) else options
+    signer = fmt.prepare(signer, opts)  # a signer the format cannot use is refused before anything else
     target = Path(output) if output is not None else fmt.default_output(subject, opts)
     if target.exists() and not overwrite and not fmt.merges_into(subject, target, opts):
         raise UsageError(
@@ -195,6 +207,7 @@ __all__ = [
     "default_trust",
     "detect_formats",
     "get_format",
+    "get_format_or_none",
     "infer_format",
     "names",
     "sign",

@@ -9,14 +9,14 @@ the CLI, the host, the policy and the registry ask the format.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ..errors import UsageError
 from ..keys import Signer
-from ..result import VerificationResult
+from ..result import SignatureCheck, VerificationResult
 from ..trust import TrustSet
 
 Progress = Callable[[int], None]
@@ -32,9 +32,12 @@ class NoOptions(Options):
     """For a format that takes no options."""
 
 
+_SPELLED = {"claims": "--claim"}  # repeatable flags are singular on the command line
+
+
 def option_flag(name: str) -> str:
     """``in_place`` -> ``--in-place``: how the CLI spells an option, for messages."""
-    return "--" + name.replace("_", "-")
+    return _SPELLED.get(name) or "--" + name.replace("_", "-")
 
 
 @runtime_checkable
@@ -134,8 +137,66 @@ class Format(Protocol):
         ...
 
 
+@dataclasses.dataclass(frozen=True)
+class SignRequest:
+    """What a format's signing job gets besides the subject and the (prepared) signer.
+
+    Attributes:
+        options: the format's :class:`Options`, validated.
+        output: where to write, or ``None`` for the format's default.
+        now: the signing time (``None``: the time now).
+        progress: told the bytes of the subject read so far (increments).
+    """
+
+    options: Any
+    output: Path | None = None
+    now: datetime | None = None
+    progress: Progress | None = None
+
+    def target(self, default: Path) -> Path:
+        """``output`` when given, else ``default``."""
+        return Path(self.output) if self.output is not None else default
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyRequest:
+    """What a format's verification job gets besides the subject: the protocol's ``verify`` keywords, once.
+
+    ``now`` is resolved (the time now when the caller gave none), so every check of one verification judges
+    expiry at the same instant.
+    """
+
+    trust: TrustSet
+    signature: Path | None = None
+    threshold: int = 1
+    now: datetime = dataclasses.field(default_factory=lambda: datetime.now(UTC))
+    progress: Progress | None = None
+
+    def result(self, subject: Path | str, *checks: SignatureCheck) -> VerificationResult:
+        """The verdict on ``subject`` from ``checks`` (none: ``unsigned``) at this request's threshold."""
+        return VerificationResult(str(subject), checks, threshold=self.threshold)
+
+    def unsigned(self, subject: Path) -> VerificationResult:
+        """No signature of this format on ``subject``: ``unsigned``, once the subject is known to exist."""
+        if not Path(subject).is_file():
+            raise UsageError(f"{subject} does not exist", subject=str(subject))
+        return self.result(subject)
+
+
+SignJob = Callable[[Path, Signer, SignRequest], Path]
+VerifyJob = Callable[..., VerificationResult]  # (subject, VerifyRequest, **format-specific keywords)
+DetectJob = Callable[[Path, "Path | None"], bool]
+InspectJob = Callable[[Path, "Path | None"], dict[str, Any]]
+
+
 class FormatBase:
-    """Defaults shared by the formats; a format overrides what it does differently."""
+    """The protocol's plumbing, once: a format hands over its jobs and overrides what it does differently.
+
+    A format module writes its jobs as plain functions and gives them to the constructor:
+    ``sign(subject, signer, SignRequest)``, ``verify(subject, VerifyRequest)``, ``detect(subject, signature)`` and
+    ``inspect(subject, signature)``. The module's public functions are this object's methods
+    (``verify = FORMAT.verify``; ``sign = FORMAT.sign_kw``, which takes the options as keywords).
+    """
 
     name: ClassVar[str]
     summary: ClassVar[str] = ""
@@ -143,9 +204,66 @@ class FormatBase:
     detaches: ClassVar[bool] = True
     options_type: ClassVar[type[Options]] = NoOptions
     name_claim: ClassVar[str | None] = None
+    ed25519_caution: ClassVar[str | None] = None  # what :meth:`cautions` says before signing with an Ed25519 key
+
+    def __init__(self, sign: SignJob, verify: VerifyJob, detect: DetectJob, inspect: InspectJob) -> None:
+        self.sign_with, self.verify_with, self.detect_with, self.inspect_with = sign, verify, detect, inspect
 
     def __repr__(self) -> str:
         return f"<signery format {self.name}>"
+
+    def sign(
+        self,
+        subject: Path,
+        signer: Signer,
+        *,
+        output: Path | None = None,
+        options: Options | None = None,
+        now: datetime | None = None,
+        progress: Progress | None = None,
+    ) -> Path:
+        opts = self._options(options)
+        key = self.prepare(signer, opts)
+        return self.sign_with(Path(subject), key, SignRequest(opts, output, now, progress))
+
+    def sign_kw(self, subject: Path, signer: Signer, *, options: Options | None = None, **given: Any) -> Path:
+        """:meth:`sign` with the options as keywords besides ``output``, ``now`` and ``progress`` (what a format
+        module's ``sign`` is: ``dify.sign(path, signer, category="partner")``)."""
+        protocol = {k: given.pop(k) for k in ("output", "now", "progress") if k in given}
+        if options is not None and given:
+            raise UsageError(f"give the {self.name} options as options= or as keywords, not both")
+        return self.sign(subject, signer, options=options or self.options(given), **protocol)
+
+    def verify(
+        self,
+        subject: Path,
+        *,
+        trust: TrustSet,
+        signature: Path | None = None,
+        threshold: int = 1,
+        now: datetime | None = None,
+        progress: Progress | None = None,
+        **more: Any,
+    ) -> VerificationResult:
+        """Judge every signature of this format on ``subject``; ``more`` are a format's own keywords (OCM's)."""
+        request = VerifyRequest(trust, signature, threshold, now or datetime.now(UTC), progress)
+        return self.verify_with(Path(subject), request, **more)
+
+    def detect(self, subject: Path, *, signature: Path | None = None) -> bool:
+        if signature is not None and not self.detaches:
+            return False  # a detached file is never a signature of a format that only embeds
+        return self.detect_with(Path(subject), signature)
+
+    def inspect(self, subject: Path, *, signature: Path | None = None) -> dict[str, Any]:
+        return self.inspect_with(Path(subject), signature)
+
+    def inspected(
+        self, subject: Path, signatures: list[dict[str, Any]], *, signature: Path | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """An ``inspect`` answer: format, subject, the signature file (``None``: none found), ``fields``, the
+        signatures."""
+        found = {"signature": str(signature) if signature is not None else None}
+        return {"format": self.name, "subject": str(subject), **found, **fields, "signatures": signatures}
 
     def options(self, given: Mapping[str, Any] | None = None, **more: Any) -> Options:
         """This format's options from keyword values; an option it does not take is a usage error naming it."""
@@ -165,9 +283,7 @@ class FormatBase:
         if options is None:
             return self.options_type()
         if not isinstance(options, self.options_type):
-            raise UsageError(
-                f"the {self.name} format takes {self.options_type.__name__}, not {type(options).__name__}"
-            )
+            raise UsageError(f"the {self.name} format takes {self.options_type.__name__}, not {type(options).__name__}")
         return options
 
     def prepare(self, signer: Signer, options: Options) -> Signer:
@@ -192,36 +308,47 @@ class FormatBase:
         return signer.key_id
 
     def cautions(self, signer: Signer) -> list[str]:
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
+        if self.ed25519_caution and isinstance(signer.public_key(), ed25519.Ed25519PublicKey):
+            return [self.ed25519_caution]
         return []
+
+
+class EmbeddedFormat(FormatBase):
+    """A format whose signatures live inside the subject only (never in a file of their own)."""
+
+    embeds: ClassVar[bool] = True
+    detaches: ClassVar[bool] = False
+
+
+def beside(subject: Path, suffix: str) -> Path:
+    """``subject`` + ``suffix``, in the same folder (``X`` -> ``X.sig``)."""
+    subject = Path(subject)
+    return subject.with_name(subject.name + suffix)
+
+
+def first_beside(subject: Path, suffixes: Iterable[str]) -> Path | None:
+    """The first ``subject`` + suffix that is a file (a detached signature beside it), or ``None``."""
+    return next((p for p in (beside(subject, s) for s in suffixes) if p.is_file()), None)
 
 
 def sidecar_exists(subject: Path, *suffixes: str) -> bool:
     """Whether ``subject`` + one of ``suffixes`` is a file (a detached signature beside it)."""
-    return any(subject.with_name(subject.name + s).is_file() for s in suffixes)
-
-
-def zip_with_comment(subject: Path) -> bool:
-    """Whether ``subject`` may be a ZIP with a comment (where Dify keeps its signature); reads 26 bytes."""
-    try:
-        with Path(subject).open("rb") as fh:
-            head = fh.read(4)
-            size = fh.seek(0, 2)
-            if size < 22 or head not in (b"PK\x03\x04", b"PK\x05\x06"):
-                return False
-            fh.seek(size - 22)
-            tail = fh.read(22)
-    except OSError:
-        return False
-    return not (tail[:4] == b"PK\x05\x06" and tail[20:22] == b"\x00\x00")  # a comment-less end record
+    return first_beside(subject, suffixes) is not None
 
 
 __all__ = [
+    "EmbeddedFormat",
     "Format",
     "FormatBase",
     "NoOptions",
     "Options",
     "Progress",
+    "SignRequest",
+    "VerifyRequest",
+    "beside",
+    "first_beside",
     "option_flag",
     "sidecar_exists",
-    "zip_with_comment",
 ]

@@ -73,7 +73,8 @@ class Statement:
     """A parsed, validated in-toto Statement as signery writes it.
 
     ``subjects`` are written in the order given (signing gives :func:`canonical_order`) and parsed in the order
-    written; a subject name listed twice is ``malformed``.
+    written; a subject name listed twice is ``malformed``. ``key_ids`` is empty but for a hybrid envelope: then
+    ``key_id`` is the bundle's and ``key_ids`` its halves' (``keyIds``, each a signature's ``keyid``).
     """
 
     subjects: tuple[Subject, ...]
@@ -82,6 +83,11 @@ class Statement:
     digest_algorithm: str
     package_kind: str
     claims: Mapping[str, str] = field(default_factory=dict)
+    key_ids: tuple[str, ...] = ()
+
+    def names_signer(self, kid: str) -> bool:
+        """Whether the statement names ``kid`` as (one of) its signing keys: ``keyId``, or one of ``keyIds``."""
+        return kid == self.key_id or kid in self.key_ids
 
     def to_payload(self) -> bytes:
         doc: dict[str, Any] = {
@@ -94,6 +100,7 @@ class Statement:
                 "digestAlgorithm": self.digest_algorithm,
                 "packageKind": self.package_kind,
                 "claims": dict(self.claims),
+                **({"keyIds": list(self.key_ids)} if self.key_ids else {}),
             },
         }
         import rfc8785  # only signing writes statements; verification never needs it
@@ -132,6 +139,13 @@ class Statement:
         claims = pred.get("claims", {})
         if not isinstance(claims, dict) or not all(isinstance(v, str) for v in claims.values()):
             raise MalformedError("claims must be an object of strings")
+        key_ids = pred.get("keyIds", [])
+        if (
+            not isinstance(key_ids, list)
+            or len(key_ids) > MAX_SIGS_PER_ENVELOPE
+            or not all(isinstance(k, str) for k in key_ids)
+        ):
+            raise MalformedError(f"keyIds must be a list of at most {MAX_SIGS_PER_ENVELOPE} key ids")
         try:
             signed_at = datetime.fromisoformat(str(pred.get("signedAt")).replace("Z", "+00:00"))
         except ValueError:
@@ -143,6 +157,7 @@ class Statement:
             digest_algorithm=alg,
             package_kind=str(pred.get("packageKind", "")),
             claims=claims,
+            key_ids=tuple(key_ids),
         )
 
 

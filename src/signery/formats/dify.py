@@ -26,6 +26,26 @@ Example::
 
 from __future__ import annotations
 
+__all__ = [
+    "CATEGORIES",
+    "FORMAT",
+    "NAME",
+    "VERIFICATION_ENTRY",
+    "DifyFormat",
+    "DifyOptions",
+    "DifySignature",
+    "PluginManifest",
+    "default_output",
+    "detect",
+    "format_comment",
+    "inspect",
+    "official_trust",
+    "parse_comment",
+    "read_manifest",
+    "sign",
+    "verify",
+]
+
 import base64
 import binascii
 import hashlib
@@ -43,11 +63,14 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from .._fs import atomic_writer
 from .._internal.parse import load_json
 from ..archive import ZipArchive, rewrite_zip
-from ..errors import MalformedError, Reason, SigneryError, UnsafeArchiveError, UsageError
+from ..errors import MalformedError, Reason, UnsafeArchiveError, UsageError
 from ..keys import Signer, load_public_key, short_id
 from ..result import SignatureCheck, VerificationResult
-from ..trust import Constraints, TrustedKey, TrustSet
-from ._base import FormatBase, Options, Progress, zip_with_comment
+from ..trust import Constraints, TrustSet
+from ._base import EmbeddedFormat, Options, SignRequest, VerifyRequest
+from ._common import standing
+from ._sniff import zip_with_comment
+from .rawrsa import rsa_candidates
 
 NAME = "dify"
 VERIFICATION_ENTRY = ".verification.dify.json"  # pkg/plugin_packager/consts/verification.go
@@ -217,15 +240,7 @@ def default_output(subject: Path) -> Path:
     return subject.with_name(f"{subject.name}.signed")
 
 
-def sign(
-    subject: Path,
-    signer: Signer,
-    *,
-    output: Path | None = None,
-    category: str = DEFAULT_CATEGORY,
-    now: datetime | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> Path:
+def _sign(subject: Path, signer: Signer, request: SignRequest) -> Path:
     """Write a Dify-signed copy of ``subject`` (default ``PKG.signed.difypkg``) and return its path.
 
     Kept entries are copied byte for byte; an existing ``.verification.dify.json`` is replaced, directory entries
@@ -235,23 +250,18 @@ def sign(
         UsageError: an unknown category (case-sensitive, as the daemon compares it) or a non-RSA key.
         UnsafeArchiveError / MalformedError: the package itself is refused by the strict reader.
     """
-    subject = Path(subject)
-    if category not in CATEGORIES:
-        raise UsageError(
-            f"unknown Dify category {category!r}; choose one of {', '.join(CATEGORIES)} (lowercase)", subject=category
-        )
     if not isinstance(signer.public_key(), rsa.RSAPublicKey):
         raise UsageError(
             "Dify signatures are RSA (PKCS#1 v1.5, SHA-256); this key is not RSA",
             subject=short_id(signer.key_id),
             hint="signery keygen NAME --format dify",
         )
-    when = int((now or datetime.now(UTC)).timestamp())
-    out = Path(output) if output is not None else default_output(subject)
-    added = verification_entry(category)
+    when = int((request.now or datetime.now(UTC)).timestamp())
+    out = request.target(default_output(subject))
+    added = verification_entry(request.options.category)
     with ZipArchive.open(subject) as archive:
         drop = [e.name for e in archive.entries if e.is_dir or e.name == VERIFICATION_ENTRY]
-        digests = _file_digests(archive, exclude=(VERIFICATION_ENTRY,), progress=progress)
+        digests = _file_digests(archive, exclude=(VERIFICATION_ENTRY,), progress=request.progress)
         message = digests + hashlib.sha256(added).digest() + str(when).encode("ascii")
         signature = signer.sign_digest(hashlib.sha256(message).digest(), hash_name="sha256", rsa_padding="pkcs1v15")
         with atomic_writer(out) as fh:
@@ -277,18 +287,6 @@ def _recover_digest(public: rsa.RSAPublicKey, signature: bytes) -> bytes | None:
     return info[len(_SHA256_DIGEST_INFO) :]
 
 
-def _candidates(trust: TrustSet) -> list[tuple[TrustedKey, rsa.RSAPublicKey]]:
-    out: list[tuple[TrustedKey, rsa.RSAPublicKey]] = []
-    for entry in trust.of_kind("pkix"):
-        try:
-            public = entry.public_key()
-        except SigneryError:
-            continue  # a damaged trust entry cannot have signed anything; the trust store reports it elsewhere
-        if isinstance(public, rsa.RSAPublicKey):
-            out.append((entry, public))
-    return out
-
-
 def _refuse_directory_entries(archive: ZipArchive) -> None:
     """The Dify daemon cannot install a package that holds a directory entry ("read provider: is a directory"),
     so no Dify verdict may call one valid. ``sign`` drops them."""
@@ -302,15 +300,7 @@ def _refuse_directory_entries(archive: ZipArchive) -> None:
             )
 
 
-def verify(
-    subject: Path,
-    *,
-    trust: TrustSet,
-    signature: Path | None = None,
-    threshold: int = 1,
-    now: datetime | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> VerificationResult:
+def _verify(subject: Path, request: VerifyRequest) -> VerificationResult:
     """Check the Dify signature of ``subject`` against the RSA keys in ``trust``.
 
     ``signature`` is ignored: Dify signatures are embedded in the package, never detached. The result has one
@@ -318,14 +308,12 @@ def verify(
     ``author/name`` and version, and, when the check fails, ``candidates``: each trusted RSA key tried and what it
     said.
     """
-    subject = Path(subject)
-    when = now or datetime.now(UTC)
     where = str(subject)
     with ZipArchive.open(subject) as archive:
         _refuse_directory_entries(archive)
         parsed = parse_comment(archive.comment, source=where)
         if parsed is None:
-            return VerificationResult(where, (), threshold=threshold)
+            return request.result(subject)
         try:
             category, stated = read_category(archive)
             category_error: str | None = None
@@ -335,14 +323,14 @@ def verify(
             manifest = read_manifest(archive)
         except MalformedError as exc:  # likewise: a broken manifest of a package that was changed is tampering
             manifest, category_error = None, category_error or exc.message
-        digest = hashlib.sha256(signed_message(archive, parsed.time, progress=progress)).digest()
+        digest = hashlib.sha256(signed_message(archive, parsed.time, progress=request.progress)).digest()
     claims: dict[str, Any] = {"category": category, "category_stated": stated, "time": parsed.time}
     if manifest is not None:
         claims.update(name=manifest.qualified_name, author=manifest.author, plugin=manifest.name)
         claims["version"] = manifest.version
     candidates: list[dict[str, str]] = []
     check: SignatureCheck | None = None
-    for entry, public in _candidates(trust):
+    for entry, public in rsa_candidates(request.trust):
         recovered = _recover_digest(public, parsed.signature)
         if recovered is None:
             candidates.append({"key_id": entry.key_id, "key_name": entry.name, "outcome": "not-this-key"})
@@ -360,21 +348,12 @@ def verify(
                 signed_at=parsed.signed_at,
             )
             continue
-        status = entry.status_at(when)
-        violation = entry.constraints.violation(fmt=NAME, claims=claims)
-        reason: Reason | None = status or (
-            Reason.MALFORMED if category_error else Reason.POLICY_VIOLATION if violation else None
-        )
+        label = f"{entry.name} ({entry.short_id})"
+        problem = standing(entry, now=request.now, fmt=NAME, claims=claims, label=label)
+        if category_error and (problem is None or problem[0] is Reason.POLICY_VIOLATION):
+            problem = Reason.MALFORMED, f"signed by {label}, but {category_error}"
+        reason, detail = problem or (None, f"signed by {label}, category {category}")
         candidates.append({"key_id": entry.key_id, "key_name": entry.name, "outcome": str(reason or "valid")})
-        if reason is None:
-            detail = f"signed by {entry.name} ({entry.short_id}), category {category}"
-        elif reason is Reason.MALFORMED:
-            detail = f"signed by {entry.name} ({entry.short_id}), but {category_error}"
-        elif reason is Reason.POLICY_VIOLATION:
-            detail = f"{entry.name} ({entry.short_id}): {violation}"
-        else:
-            state = "revoked" if status is Reason.REVOKED_KEY else "expired"
-            detail = f"signing key {entry.name} ({entry.short_id}) is {state}"
         found = SignatureCheck(
             NAME,
             entry.key_id,
@@ -407,7 +386,7 @@ def verify(
         # Which keys were tried matters when nothing verified; on success it would only add noise.
         claims={**claims, "candidates": candidates} if check.reason is not None else claims,
     )
-    return VerificationResult(where, (check,), threshold=threshold)
+    return request.result(subject, check)
 
 
 # -- detection and inspection ------------------------------------------------------------------------------------
@@ -434,7 +413,7 @@ def _tail_comment(subject: Path) -> bytes | None:
     return None
 
 
-def detect(subject: Path, *, signature: Path | None = None) -> bool:
+def _detect(subject: Path, signature: Path | None) -> bool:
     """Whether ``subject`` is a ZIP whose comment is a Dify signature object (does not verify it)."""
     comment = _tail_comment(subject)
     if not comment:
@@ -445,7 +424,7 @@ def detect(subject: Path, *, signature: Path | None = None) -> bool:
         return True  # a broken Dify signature is still a Dify signature; verify reports what is wrong with it
 
 
-def inspect(subject: Path, *, signature: Path | None = None) -> dict[str, Any]:
+def _inspect(subject: Path, signature: Path | None) -> dict[str, Any]:
     """What the Dify signature says (time, category, plugin), without judging trust."""
     with ZipArchive.open(subject) as archive:
         parsed = parse_comment(archive.comment, source=str(subject))
@@ -490,48 +469,15 @@ class DifyOptions(Options):
             )
 
 
-class DifyFormat(FormatBase):
+class DifyFormat(EmbeddedFormat):
     """Dify's ``.difypkg`` signature: RSA over every file's digest, kept in the ZIP comment."""
 
     name = NAME
     summary = "Dify's .difypkg signature (RSA, in the ZIP comment), written to X.signed.difypkg"
-    embeds = True
-    detaches = False
     options_type = DifyOptions
-
-    def sign(
-        self,
-        subject: Path,
-        signer: Signer,
-        *,
-        output: Path | None = None,
-        options: Options | None = None,
-        now: datetime | None = None,
-        progress: Progress | None = None,
-    ) -> Path:
-        o: DifyOptions = self._options(options)
-        return sign(subject, signer, output=output, category=o.category, now=now, progress=progress)
-
-    def verify(
-        self,
-        subject: Path,
-        *,
-        trust: TrustSet,
-        signature: Path | None = None,
-        threshold: int = 1,
-        now: datetime | None = None,
-        progress: Progress | None = None,
-    ) -> VerificationResult:
-        return verify(subject, trust=trust, signature=signature, threshold=threshold, now=now, progress=progress)
 
     def may_carry(self, subject: Path) -> bool:
         return zip_with_comment(subject)
-
-    def detect(self, subject: Path, *, signature: Path | None = None) -> bool:
-        return signature is None and detect(subject)
-
-    def inspect(self, subject: Path, *, signature: Path | None = None) -> dict[str, Any]:
-        return inspect(subject)
 
     def default_trust(self) -> TrustSet:
         return official_trust()
@@ -543,25 +489,5 @@ class DifyFormat(FormatBase):
         return Path(subject).suffix.lower() == SUFFIX and isinstance(signer.public_key(), rsa.RSAPublicKey)
 
 
-FORMAT = DifyFormat()
-
-
-__all__ = [
-    "CATEGORIES",
-    "FORMAT",
-    "DifyFormat",
-    "DifyOptions",
-    "NAME",
-    "VERIFICATION_ENTRY",
-    "DifySignature",
-    "PluginManifest",
-    "default_output",
-    "detect",
-    "format_comment",
-    "inspect",
-    "official_trust",
-    "parse_comment",
-    "read_manifest",
-    "sign",
-    "verify",
-]
+FORMAT = DifyFormat(_sign, _verify, _detect, _inspect)
+sign, verify, detect, inspect = FORMAT.sign_kw, FORMAT.verify, FORMAT.detect, FORMAT.inspect

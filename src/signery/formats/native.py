@@ -23,23 +23,24 @@ The byte-level specification is ``docs/formats/native.md``.
 from __future__ import annotations
 
 import os
-import re
 import stat
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from .._fs import atomic_writer
-from ..archive import ZipArchive, _fastzip, check_entry_name, is_zip, rewrite_zip
+from ..archive import ZipArchive, check_entry_name, is_zip, rewrite_zip
 from ..digests import DEFAULT_DIGEST, check_algorithm, hash_file
 from ..errors import MalformedError, Reason, SigneryError, UnsafeArchiveError, UsageError
-from ..keys import Signer, algorithm_name, verify_signature
+from ..keys import HybridSigner, Signer, algorithm_name, verify_signature
 from ..result import SignatureCheck, VerificationResult
-from ..trust import TrustedKey, TrustSet
-from ._base import FormatBase, Options, Progress
+from ..trust import TrustSet
+from ._base import FormatBase, Options, SignRequest, VerifyRequest, beside
+from ._native_hybrid import Candidate as _Candidate
+from ._native_hybrid import combine as _combine_hybrid
+from ._native_hybrid import half_key as _half_key
 from ._native_statement import DOCUMENT_MEDIA_TYPE as DOCUMENT_MEDIA_TYPE
 from ._native_statement import MAX_DOCUMENT_BYTES as MAX_DOCUMENT_BYTES
 from ._native_statement import MAX_ENVELOPES as MAX_ENVELOPES
@@ -55,6 +56,10 @@ from ._native_statement import canonical_order as canonical_order
 from ._native_statement import document_limit as document_limit
 from ._native_statement import iso as _iso
 from ._native_statement import pae as pae
+from ._native_subjects import _Files as _Files
+from ._native_subjects import _split_payload as _split_payload
+from ._native_subjects import _subjects_json as _subjects_json
+from ._native_subjects import _subjects_json_py as _subjects_json_py
 
 NAME = "native"
 RESERVED_ENTRY = ".signery/signatures.json"
@@ -75,13 +80,18 @@ def package_kind(subject: Path) -> str:
 
 
 def detached_path(subject: Path) -> Path:
-    return subject.with_name(subject.name + DETACHED_SUFFIX)
+    return beside(subject, DETACHED_SUFFIX)
 
 
-def _keeps_comment(archive: ZipArchive) -> bool:
-    # Embedding rewrites the archive without its comment, and a comment may be another format's signature (Dify
-    # keeps one there, covering every entry): such packages get a detached signature and stay as they are.
-    return archive.comment != b""
+def _carries_another_format(subject: Path) -> bool:
+    """Whether the ZIP holds another format's embedded signature (Dify's, in its comment, covers every entry).
+
+    Embedding ours rewrites the archive (without its comment), which would break that signature: such packages get
+    a detached signature and stay byte for byte as they are. The formats registry says which formats embed.
+    """
+    from . import detect_formats, get_format
+
+    return any(name != NAME and get_format(name).embeds for name in detect_formats(subject))
 
 
 def compute_subjects(
@@ -176,31 +186,20 @@ def _parse_claims(claims: Mapping[str, str] | None) -> dict[str, str]:
     return out
 
 
-def sign(
-    subject: Path,
-    signer: Signer,
-    *,
-    output: Path | None = None,
-    in_place: bool = False,
-    detached: bool = False,
-    digest: str = DEFAULT_DIGEST,
-    claims: Mapping[str, str] | None = None,
-    now: datetime | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> Path:
+def _sign(subject: Path, signer: Signer, request: SignRequest) -> Path:
     """Sign ``subject`` and write the result atomically; return the path written.
 
     ZIPs get a signed copy (``X.signed.zip``, or the same file with ``in_place``) carrying the signature entry;
     every other subject, and ZIPs with ``detached=True``, get ``<subject>.signery.json``. Existing signatures are
     kept: a further signature is a countersignature.
     """
-    subject = Path(subject)
-    check_algorithm(digest)
-    claim_map = _parse_claims(claims)
+    o: NativeOptions = request.options
+    digest, output, progress = o.digest, request.output, request.progress
     kind, archive = _open_kind(subject)
+    hybrid = signer if isinstance(signer, HybridSigner) else None  # two signatures in one envelope (see docs)
     try:
-        embed = kind == "zip" and not detached
-        if embed and archive is not None and _keeps_comment(archive):
+        embed = kind == "zip" and not o.detached
+        if embed and archive is not None and _carries_another_format(subject):
             embed = False  # keep the comment (and any signature in it) intact: ours goes beside the package
         existing = _read_document(subject, kind, archive, None)
         if embed and archive is not None and archive.get(RESERVED_ENTRY) is None:
@@ -208,18 +207,21 @@ def sign(
         subjects = compute_subjects(subject, kind, [digest], archive=archive, progress=progress)
         statement = Statement(
             subjects=tuple(Subject(name, {digest: d[digest].hex()}) for name, d in canonical_order(subjects)),
-            signed_at=now or datetime.now(UTC),
+            signed_at=request.now or datetime.now(UTC),
             key_id=signer.key_id,
             digest_algorithm=digest,
             package_kind=kind,
-            claims=claim_map,
+            claims=dict(o.claims),
+            key_ids=hybrid.half_key_ids if hybrid else (),
         )
         payload = statement.to_payload()
-        # RSA signs with PSS (the DSSE/securesystemslib default); ECDSA with its curve's hash; Ed25519 is pure.
-        raw_sig = signer.sign(pae(PAYLOAD_TYPE, payload), rsa_padding="pss")
-        document = existing.adding(Envelope(payload, ((signer.key_id, raw_sig),)))
+        # RSA signs with PSS (the DSSE/securesystemslib default); ECDSA with its curve's hash; Ed25519 and ML-DSA
+        # are pure. A hybrid bundle signs with both of its keys, Ed25519 first.
+        message = pae(PAYLOAD_TYPE, payload)
+        sigs = hybrid.sign_all(message) if hybrid else ((signer.key_id, signer.sign(message, rsa_padding="pss")),)
+        document = existing.adding(Envelope(payload, sigs))
         if embed and archive is not None:
-            target = Path(output) if output else (subject if in_place else _signed_name(subject))
+            target = Path(output) if output else (subject if o.in_place else _signed_name(subject))
             with atomic_writer(target, mode=0o644) as out:
                 # No archive comment is carried over: nothing signs it, and readers may take it for structure.
                 rewrite_zip(
@@ -244,40 +246,21 @@ def _signed_name(subject: Path) -> Path:
 # -- verification -------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Candidate:
-    envelope: Envelope
-    key_id: str
-    signature: bytes
-    statement: Statement | None = None
-    trusted: TrustedKey | None = None
-    check: SignatureCheck | None = None
-    subjects_json: bytes | None = None  # the statement's subject array, not yet parsed (see _split_payload)
-
-
-def verify(
-    subject: Path,
-    *,
-    trust: TrustSet,
-    signature: Path | None = None,
-    threshold: int = 1,
-    now: datetime | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> VerificationResult:
+def _verify(subject: Path, request: VerifyRequest) -> VerificationResult:
     """Check every native signature on ``subject`` against ``trust`` and the package's actual contents.
 
     The package is hashed only if some signature is by a trusted, usable key, and then only once, with every
     digest algorithm any such signature uses. Its files must be the statement's subjects as a mapping of name to
     digest: the order of a ZIP's entries and how each is compressed are not signed.
     """
-    subject = Path(subject)
-    when = now or datetime.now(UTC)
+    progress = request.progress
     kind, archive = _open_kind(subject)
     try:
-        document = _read_document(subject, kind, archive, signature)
+        document = _read_document(subject, kind, archive, request.signature)
         candidates = [_Candidate(env, kid, sig) for env in document.envelopes for kid, sig in env.signatures]
         for c in candidates:
-            c.check = _check_signature(c, trust, when)
+            c.check = _check_signature(c, request.trust, request.now)
+        _combine_hybrid(candidates, _fail)  # a bundle that needs both halves is judged as one
         algs = {c.statement.digest_algorithm for c in candidates if c.check is None and c.statement}
         actual: dict[str, _Files] = {}
         if len(algs) == 1 and archive is not None:
@@ -288,84 +271,23 @@ def verify(
             actual = {a: _Files([(n, d[a].hex()) for n, d in listing], a) for a in algs}
         checks = []
         for c in candidates:
+            if c.absorbed:
+                continue
             if c.check is None:
                 assert c.statement is not None and c.trusted is not None
                 c.check = _check_contents(c, actual[c.statement.digest_algorithm], kind)
             checks.append(c.check)
-        return VerificationResult(str(subject), tuple(checks), threshold=threshold)
+        return request.result(subject, *checks)
     finally:
         if archive is not None:
             archive.close()
-
-
-_SUBJECT_KEY = b',"subject":['
-_PLAIN_NAMES = re.compile(r'[\x00-\x1f"\\]')  # characters RFC 8785 writes as escapes
-
-
-def _split_payload(payload: bytes) -> tuple[bytes, bytes] | None:
-    """Split a canonical statement into its head (up to the subject array) and the array's contents.
-
-    In RFC 8785 form the subject array is the last member, so the payload is ``head + contents + "]}"``. Verifying
-    a package of 100,000 files then needs no parse of its 100,000 subjects: :func:`_check_contents` writes the
-    contents the package's files give (in canonical order, then in package order: see :class:`_Files`) and
-    compares bytes. Parsing ``head + "]}"`` checks everything else, and, as JSON composes, a payload whose contents
-    are the ones written parses to exactly those subjects (unique names, as a package's are). Any other layout
-    (``None``) is parsed whole.
-    """
-    if not payload.endswith(b"]}"):
-        return None
-    at = payload.rfind(_SUBJECT_KEY)
-    if at < 0:
-        return None
-    cut = at + len(_SUBJECT_KEY)
-    return payload[:cut], payload[cut:-2]
-
-
-def _subjects_json(have: Sequence[tuple[str, str]], alg: str) -> bytes | None:
-    """The canonical JSON of the subject array's contents for ``have``, or ``None`` if a name needs escapes."""
-    if _fastzip is not None:  # the accelerator writes the same bytes for plain ASCII names (tested differentially)
-        fast = _fastzip.subjects_json(have, alg)
-        if fast is not None:
-            return fast
-    return _subjects_json_py(have, alg)
-
-
-def _subjects_json_py(have: Sequence[tuple[str, str]], alg: str) -> bytes | None:
-    """The pure-Python writer, for any names, and the reference the accelerator's writer is tested against."""
-    if _PLAIN_NAMES.search("/".join(n for n, _ in have)):
-        return None
-    return ",".join([f'{{"digest":{{"{alg}":"{h}"}},"name":"{n}"}}' for n, h in have]).encode()
-
-
-class _Files:
-    """The package's files with their hex digests in one algorithm, and the subject arrays they give: each is made
-    once, however many signatures use that algorithm, and only when a signature needs it."""
-
-    def __init__(self, listing: list[tuple[str, str]], alg: str) -> None:
-        self.listing = listing  # package order: central-directory order for a ZIP, sorted for a directory
-        self.alg = alg
-
-    @cached_property
-    def _sorted(self) -> list[tuple[str, str]]:
-        return canonical_order(self.listing)
-
-    @cached_property
-    def canonical_array(self) -> bytes | None:
-        """The subject array contents signing writes for these files (in :func:`canonical_order`)."""
-        return _subjects_json(self._sorted, self.alg)
-
-    @cached_property
-    def package_array(self) -> bytes | None:
-        """The contents in package order, as signery wrote them before subjects were sorted (``None`` if equal)."""
-        same = self._sorted == self.listing  # the same objects when already sorted: compared by identity
-        return None if same else _subjects_json(self.listing, self.alg)
 
 
 def _fail(c: _Candidate, reason: Reason, detail: str, *, subject: str | None = None) -> SignatureCheck:
     st = c.statement
     return SignatureCheck(
         format=NAME,
-        key_id=c.key_id,
+        key_id=c.report_id,
         reason=reason,
         key_name=c.trusted.name if c.trusted else None,
         detail=detail,
@@ -394,14 +316,21 @@ def _check_signature(c: _Candidate, trust: TrustSet, when: datetime) -> Signatur
     c.trusted = trust.get(c.key_id)
     if c.trusted is None:
         return _fail(c, Reason.UNKNOWN_KEY, f"signed by unknown key {c.key_id}")
-    if c.trusted.kind != "pkix":
+    if c.trusted.kind == "hybrid":
+        half = _half_key(c.trusted, c.key_id)
+        if half is None:
+            return _fail(c, Reason.UNKNOWN_KEY, f"keyid names hybrid key {c.trusted.name}, not one of its halves")
+        public, what = half, f"the {algorithm_name(half)} signature of hybrid key {c.trusted.name}"
+    elif c.trusted.kind != "pkix":
         return _fail(c, Reason.UNKNOWN_KEY, f"key {c.trusted.name} is not a PKIX key")
-    public = c.trusted.public_key()
+    else:
+        public = c.trusted.public_key()
+        what = f"signature by {c.trusted.name} ({algorithm_name(public)})"
     try:
         verify_signature(public, c.signature, pae(c.envelope.payload_type, c.envelope.payload), rsa_padding="pss")
     except SigneryError:
-        return _fail(c, Reason.BAD_SIGNATURE, f"signature by {c.trusted.name} ({algorithm_name(public)}) is invalid")
-    if c.statement.key_id != c.key_id:
+        return _fail(c, Reason.BAD_SIGNATURE, f"{what} is invalid")
+    if not c.statement.names_signer(c.key_id):
         return _fail(c, Reason.BAD_SIGNATURE, "statement names a different signing key than the envelope")
     status = c.trusted.status_at(when)
     if status is Reason.REVOKED_KEY:
@@ -424,19 +353,36 @@ def _check_contents(c: _Candidate, files: _Files, kind: str) -> SignatureCheck:
     """
     st = c.statement
     assert st is not None and c.trusted is not None
-    alg = st.digest_algorithm
-    if c.subjects_json is not None and st.package_kind == kind:
-        if c.subjects_json == files.canonical_array or c.subjects_json == files.package_array:
-            return SignatureCheck(
-                format=NAME, key_id=c.key_id, key_name=c.trusted.name, signed_at=st.signed_at, claims=dict(st.claims)
-            )
+    fast = c.subjects_json is not None and st.package_kind == kind
+    if not (fast and c.subjects_json in (files.canonical_array, files.package_array)):
+        fault = _contents_fault(c, files, kind, reparse=fast)
+        if fault is not None:
+            return fault
+        st = c.statement
+        assert st is not None
+    return SignatureCheck(
+        format=NAME,
+        key_id=c.report_id,
+        key_name=c.trusted.name,
+        detail=c.note,
+        signed_at=st.signed_at,
+        claims=dict(st.claims),
+    )
+
+
+def _contents_fault(c: _Candidate, files: _Files, kind: str, *, reparse: bool) -> SignatureCheck | None:
+    """Why the package's ``files`` are not what ``c`` signed (``None``: they are); ``reparse`` parses the whole
+    statement first (only its subjects' bytes were compared so far)."""
+    if reparse:
         try:  # something differs: parse the subjects after all, to compare them as a mapping and say what differs
-            st = c.statement = Statement.from_payload(c.envelope.payload)
+            c.statement = Statement.from_payload(c.envelope.payload)
         except MalformedError as exc:
             return _fail(c, Reason.MALFORMED, f"signature payload: {exc.message}")
+    st = c.statement
+    assert st is not None
     if st.package_kind != kind:
         return _fail(c, Reason.TAMPERED, f"signed a {st.package_kind}, found a {kind}", subject=st.package_kind)
-    signed = {n: d[alg] for n, d in st.subjects}  # unique names: Statement.from_payload refuses duplicates
+    signed = {n: d[st.digest_algorithm] for n, d in st.subjects}  # unique names: from_payload refuses duplicates
     have = dict(files.listing)
     if kind == "file":
         # A lone file is signed for its bytes; renaming the file does not change what was signed.
@@ -446,13 +392,7 @@ def _check_contents(c: _Candidate, files: _Files, kind: str) -> SignatureCheck:
     elif signed != have:
         name, detail = _first_difference(signed, have)
         return _fail(c, Reason.TAMPERED, detail, subject=name)
-    return SignatureCheck(
-        format=NAME,
-        key_id=c.key_id,
-        key_name=c.trusted.name,
-        signed_at=st.signed_at,
-        claims=dict(st.claims),
-    )
+    return None
 
 
 def _first_difference(signed: Mapping[str, str], have: Mapping[str, str]) -> tuple[str, str]:
@@ -472,8 +412,7 @@ def _first_difference(signed: Mapping[str, str], have: Mapping[str, str]) -> tup
 # -- detection and inspection -----------------------------------------------------------------------------------
 
 
-def detect(subject: Path, *, signature: Path | None = None) -> bool:
-    subject = Path(subject)
+def _detect(subject: Path, signature: Path | None) -> bool:
     if signature is not None:
         try:
             head = _read_bounded(signature)[:4096]
@@ -488,9 +427,8 @@ def detect(subject: Path, *, signature: Path | None = None) -> bool:
     return False
 
 
-def inspect(subject: Path, *, signature: Path | None = None) -> dict[str, Any]:
+def _inspect(subject: Path, signature: Path | None) -> dict[str, Any]:
     """The envelopes and what each says, without judging trust."""
-    subject = Path(subject)
     kind, archive = _open_kind(subject)
     try:
         document = _read_document(subject, kind, archive, signature)
@@ -558,51 +496,14 @@ class NativeFormat(FormatBase):
     options_type = NativeOptions
     name_claim = "name"
 
-    def sign(
-        self,
-        subject: Path,
-        signer: Signer,
-        *,
-        output: Path | None = None,
-        options: Options | None = None,
-        now: datetime | None = None,
-        progress: Progress | None = None,
-    ) -> Path:
-        o: NativeOptions = self._options(options)
-        return sign(
-            subject,
-            signer,
-            output=output,
-            in_place=o.in_place,
-            detached=o.detached,
-            digest=o.digest,
-            claims=o.claims,
-            now=now,
-            progress=progress,
-        )
-
-    def verify(
-        self,
-        subject: Path,
-        *,
-        trust: TrustSet,
-        signature: Path | None = None,
-        threshold: int = 1,
-        now: datetime | None = None,
-        progress: Progress | None = None,
-    ) -> VerificationResult:
-        return verify(subject, trust=trust, signature=signature, threshold=threshold, now=now, progress=progress)
-
-    def detect(self, subject: Path, *, signature: Path | None = None) -> bool:
-        return detect(subject, signature=signature)
-
-    def inspect(self, subject: Path, *, signature: Path | None = None) -> dict[str, Any]:
-        return inspect(subject, signature=signature)
+    def detached_beside(self, subject: Path) -> Path | None:
+        path = detached_path(Path(subject))
+        return path if path.is_file() else None
 
     def default_output(self, subject: Path, options: Options) -> Path:
         o: NativeOptions = self._options(options)
         subject = Path(subject)
-        if o.detached or package_kind(subject) != "zip" or _comment_of(subject):
+        if o.detached or package_kind(subject) != "zip" or _carries_another_format(subject):
             return detached_path(subject)
         return subject if o.in_place else _signed_name(subject)
 
@@ -612,12 +513,5 @@ class NativeFormat(FormatBase):
         return Path(target) == detached_path(Path(subject)) or (o.in_place and Path(target) == Path(subject))
 
 
-def _comment_of(subject: Path) -> bool:
-    try:
-        with ZipArchive.open(subject) as archive:
-            return _keeps_comment(archive)
-    except SigneryError:
-        return False  # sign() reports what is wrong with the archive
-
-
-FORMAT = NativeFormat()
+FORMAT = NativeFormat(_sign, _verify, _detect, _inspect)
+sign, verify, detect, inspect = FORMAT.sign_kw, FORMAT.verify, FORMAT.detect, FORMAT.inspect

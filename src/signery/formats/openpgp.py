@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .._fs import atomic_write_bytes
+from .._internal.files import read_bounded
 from ..errors import ConfigError, MalformedError, Reason, SigneryError, UsageError
 from ..keys import OpenPGPBindable, Signer
 from ..openpgp._armor import armor, dearmor, is_armored
@@ -48,17 +49,15 @@ from ..openpgp._sign import OpenPGPSigner, bind_signer
 from ..openpgp._signatures import SignaturePacket, check_signature_value, make_signature, parse_signature
 from ..result import SignatureCheck, VerificationResult
 from ..trust import TrustedKey, TrustSet
-from ._base import FormatBase, Options, Progress, sidecar_exists
+from ._base import FormatBase, Options, SignRequest, VerifyRequest, beside, first_beside, sidecar_exists
+from ._common import read_signature_file, reading
 
 NAME = "openpgp"
 CHUNK = 1 << 20  # 1 MiB reads: per-call overhead vanishes, and the buffer stays in the CPU cache while hashed
 MAX_SIGNATURE_FILE_BYTES = 1 << 20  # a detached signature is ~600 bytes per signer; more is not a signature file
 MAX_SIGNATURES = 64  # each one costs a public-key operation; a file with more is an attack, not a release
 SUFFIXES = (".sig", ".asc")
-
-
-def _default_output(subject: Path) -> Path:
-    return subject.with_name(subject.name + ".sig")
+MAX_CERTIFICATE_BYTES = 1 << 20
 
 
 def _hash_file(
@@ -74,59 +73,36 @@ def _hash_file(
     hashers = {n: hashlib.new(n) for n in sorted(names)}
     buf = bytearray(CHUNK)
     view = memoryview(buf)
-    try:
-        with subject.open("rb", buffering=0) as fh:
-            while True:
-                n = fh.readinto(buf)
-                if not n:
-                    break
-                chunk = view[:n]
-                for h in hashers.values():
-                    h.update(chunk)
-                if progress:
-                    progress(n)
-    except FileNotFoundError:
-        raise UsageError(f"{subject} does not exist", subject=str(subject)) from None
-    except IsADirectoryError:
-        raise UsageError(f"{subject} is a directory; OpenPGP signs one file", subject=str(subject)) from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {subject}: {exc.strerror}", subject=str(subject)) from None
+    with reading(subject, directory="; OpenPGP signs one file"), subject.open("rb", buffering=0) as fh:
+        while True:
+            n = fh.readinto(buf)
+            if not n:
+                break
+            chunk = view[:n]
+            for h in hashers.values():
+                h.update(chunk)
+            if progress:
+                progress(n)
     return hashers
 
 
-def sign(
-    subject: Path,
-    signer: Signer,
-    *,
-    output: Path | None = None,
-    armor: bool = False,
-    hash_algorithm: str | None = None,
-    certificate: bytes | str | None = None,
-    created: datetime | None = None,
-    now: datetime | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> Path:
-    """Write a detached v4 signature of ``subject`` (default ``SUBJECT.sig``; armored when ``armor``).
+def _sign(subject: Path, key: Signer, request: SignRequest) -> Path:
+    """Write a detached v4 signature of ``subject`` (default ``SUBJECT.sig``; armored with the ``armor`` option).
 
-    ``signer`` is any :class:`~signery.keys.Signer`; one without an OpenPGP identity is bound to ``certificate``
-    (which must hold its public key) or to the key creation time ``created``. ``hash_algorithm`` is ``sha256``,
-    ``sha384`` or ``sha512``; by default the faster of SHA-256 and SHA-512 on this CPU
-    (:func:`signery.openpgp.fastest_hash`, SHA-384 or more for ECDSA P-384 and P-521).
+    ``key`` is bound to its OpenPGP identity already (:meth:`OpenPGPFormat.prepare`: a plain signer is bound to the
+    ``certificate`` option, which must hold its public key, or to the key creation time ``created``). The
+    ``hash_algorithm`` option is ``sha256``, ``sha384`` or ``sha512``; by default the faster of SHA-256 and SHA-512 on
+    this CPU (:func:`signery.openpgp.fastest_hash`, SHA-384 or more for ECDSA P-384 and P-521).
     """
-    subject = Path(subject)
-    key = bind_signer(signer, certificate=certificate, created=created, source="the given certificate")
-    hash_algorithm = hash_algorithm or key.default_hash()
+    o: OpenPGPOptions = request.options
+    assert isinstance(key, OpenPGPSigner)
+    hash_algorithm = o.hash_algorithm or key.default_hash()
     if hash_algorithm not in SIGNING_HASHES:
         raise UsageError(f"unsupported OpenPGP hash {hash_algorithm!r}; use sha256, sha384 or sha512")
-    hashed = _hash_file(subject, {hash_algorithm}, progress)[hash_algorithm]
-    packet = make_signature(
-        key,
-        sig_type=SIG_BINARY,
-        created=now or datetime.now(UTC),
-        data_hash=hashed,
-    )
-    out = Path(output) if output is not None else _default_output(subject)
-    data = _armor_signature(packet).encode() if armor else packet
+    hashed = _hash_file(subject, {hash_algorithm}, request.progress)[hash_algorithm]
+    packet = make_signature(key, sig_type=SIG_BINARY, created=request.now or datetime.now(UTC), data_hash=hashed)
+    out = request.target(beside(subject, ".sig"))
+    data = _armor_signature(packet).encode() if o.armor else packet
     atomic_write_bytes(out, data, mode=0o644)
     return out
 
@@ -137,26 +113,13 @@ def _armor_signature(packet: bytes) -> str:
 
 def find_signature(subject: Path, signature: Path | None = None) -> Path | None:
     """The signature file: ``signature`` if given, else ``SUBJECT.sig`` or ``SUBJECT.asc`` beside it."""
-    if signature is not None:
-        return Path(signature)
-    subject = Path(subject)
-    for suffix in SUFFIXES:
-        cand = subject.with_name(subject.name + suffix)
-        if cand.is_file():
-            return cand
-    return None
+    return Path(signature) if signature is not None else first_beside(subject, SUFFIXES)
 
 
 def read_signatures(path: Path) -> list[SignaturePacket]:
     """Parse a detached signature file (binary or armored) into its signature packets."""
     source = str(path)
-    try:
-        with Path(path).open("rb") as fh:
-            data = fh.read(MAX_SIGNATURE_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise UsageError(f"signature file {path} does not exist", subject=source) from None
-    except OSError as exc:
-        raise UsageError(f"cannot read signature file {path}: {exc.strerror}", subject=source) from None
+    data = read_signature_file(path, MAX_SIGNATURE_FILE_BYTES)
     if len(data) > MAX_SIGNATURE_FILE_BYTES:
         raise MalformedError(f"{path} is too large to be a detached signature", subject=source)
     if is_armored(data):
@@ -302,39 +265,26 @@ def _claims(sig: SignaturePacket, comp: Component | None = None) -> dict[str, An
     return claims
 
 
-def verify(
-    subject: Path,
-    *,
-    trust: TrustSet,
-    signature: Path | None = None,
-    threshold: int = 1,
-    now: datetime | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> VerificationResult:
+def _verify(subject: Path, request: VerifyRequest) -> VerificationResult:
     """Check every signature packet in ``signature`` (or ``SUBJECT.sig`` / ``SUBJECT.asc``) against ``trust``.
 
     Raises ``malformed`` for an unreadable signature file; a missing signature gives an ``unsigned`` result.
     """
-    subject = Path(subject)
-    now = now or datetime.now(UTC)
-    sig_path = find_signature(subject, signature)
+    sig_path = find_signature(subject, request.signature)
     if sig_path is None:
-        if not subject.is_file():
-            raise UsageError(f"{subject} does not exist", subject=str(subject))
-        return VerificationResult(str(subject), (), threshold=threshold)
+        return request.unsigned(subject)
     sigs = read_signatures(sig_path)
-    certs = _trusted_certs(trust, now)
+    certs = _trusted_certs(request.trust, request.now)
     names = {STRONG_HASHES[s.hash_algorithm] for s in sigs if s.version == 4 and s.hash_algorithm in STRONG_HASHES}
-    digests = _hash_file(subject, names, progress) if names else {}
+    digests = _hash_file(subject, names, request.progress) if names else {}
     if not names and not subject.is_file():
         raise UsageError(f"{subject} does not exist", subject=str(subject))
-    checks = tuple(_check_one(s, digests, certs, now) for s in sigs)
-    return VerificationResult(str(subject), checks, threshold=threshold)
+    return request.result(subject, *(_check_one(s, digests, certs, request.now) for s in sigs))
 
 
-def detect(subject: Path, *, signature: Path | None = None) -> bool:
+def _detect(subject: Path, signature: Path | None) -> bool:
     """Whether an OpenPGP detached signature sits beside ``subject`` (or at ``signature``)."""
-    path = find_signature(Path(subject), signature)
+    path = find_signature(subject, signature)
     if path is None or not path.is_file():
         return False
     try:
@@ -350,11 +300,11 @@ def detect(subject: Path, *, signature: Path | None = None) -> bool:
     return tag == TAG_SIGNATURE
 
 
-def inspect(subject: Path, *, signature: Path | None = None) -> dict[str, Any]:
+def _inspect(subject: Path, signature: Path | None) -> dict[str, Any]:
     """What the signatures say (issuer, hash, time), without judging trust."""
-    path = find_signature(Path(subject), signature)
+    path = find_signature(subject, signature)
     if path is None:
-        return {"format": NAME, "subject": str(subject), "signature": None, "signatures": []}
+        return FORMAT.inspected(subject, [])
     out = []
     for s in read_signatures(path):
         created = s.created.isoformat().replace("+00:00", "Z") if s.created else None
@@ -375,7 +325,7 @@ def inspect(subject: Path, *, signature: Path | None = None) -> dict[str, Any]:
                 },
             }
         )
-    return {"format": NAME, "subject": str(subject), "signature": str(path), "signatures": out}
+    return FORMAT.inspected(subject, out, signature=path)
 
 
 # -- the Format ---------------------------------------------------------------------------------------------------
@@ -394,10 +344,17 @@ class OpenPGPOptions(Options):
 
     armor: bool = False
     hash_algorithm: str | None = None
-    certificate: bytes | str | None = None
+    certificate: bytes | str | Path | None = None
     created: datetime | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.certificate, Path):  # a file named on the command line
+            try:
+                data = read_bounded(self.certificate, MAX_CERTIFICATE_BYTES, what="OpenPGP certificate")
+            except OSError as exc:
+                where = str(self.certificate)
+                raise UsageError(f"cannot read {where}: {exc.strerror}", subject=where) from None
+            object.__setattr__(self, "certificate", data)
         if self.hash_algorithm is not None and self.hash_algorithm not in SIGNING_HASHES:
             raise UsageError(f"unsupported OpenPGP hash {self.hash_algorithm!r}; use sha256, sha384 or sha512")
 
@@ -407,56 +364,27 @@ class OpenPGPFormat(FormatBase):
 
     name = NAME
     summary = "a detached OpenPGP signature X.sig (armored with --armor), as gpg, Mattermost and Elastic use"
-    embeds = False
-    detaches = True
     options_type = OpenPGPOptions
-
-    def sign(
-        self,
-        subject: Path,
-        signer: Signer,
-        *,
-        output: Path | None = None,
-        options: Options | None = None,
-        now: datetime | None = None,
-        progress: Progress | None = None,
-    ) -> Path:
-        o: OpenPGPOptions = self._options(options)
-        return sign(
-            subject,
-            signer,
-            output=output,
-            armor=o.armor,
-            hash_algorithm=o.hash_algorithm,
-            certificate=o.certificate,
-            created=o.created,
-            now=now,
-            progress=progress,
-        )
-
-    def verify(
-        self,
-        subject: Path,
-        *,
-        trust: TrustSet,
-        signature: Path | None = None,
-        threshold: int = 1,
-        now: datetime | None = None,
-        progress: Progress | None = None,
-    ) -> VerificationResult:
-        return verify(subject, trust=trust, signature=signature, threshold=threshold, now=now, progress=progress)
+    ed25519_caution = (
+        "an EdDSA signature: Mattermost's verifier (Go x/crypto/openpgp) and GRUB cannot read it; "
+        "sign with an RSA key for them (signery keygen NAME --format openpgp makes RSA-3072)"
+    )
 
     def may_carry(self, subject: Path) -> bool:
         return sidecar_exists(Path(subject), *SUFFIXES)
 
-    def detect(self, subject: Path, *, signature: Path | None = None) -> bool:
-        return detect(subject, signature=signature)
+    def prepare(self, signer: Signer, options: Options) -> Signer:
+        o: OpenPGPOptions = self._options(options)
+        if isinstance(signer, OpenPGPSigner):
+            return signer
+        certificate = o.certificate if not isinstance(o.certificate, Path) else None
+        return bind_signer(signer, certificate=certificate, created=o.created, source="the given certificate")
 
-    def inspect(self, subject: Path, *, signature: Path | None = None) -> dict[str, Any]:
-        return inspect(subject, signature=signature)
+    def detached_beside(self, subject: Path) -> Path | None:
+        return find_signature(Path(subject))
 
     def default_output(self, subject: Path, options: Options) -> Path:
-        return _default_output(Path(subject))
+        return beside(subject, ".sig")
 
     def suits(self, subject: Path, signer: Signer) -> bool:
         if isinstance(signer, OpenPGPSigner):
@@ -470,4 +398,5 @@ class OpenPGPFormat(FormatBase):
         return bound.fingerprint if isinstance(bound, OpenPGPSigner) else signer.key_id
 
 
-FORMAT = OpenPGPFormat()
+FORMAT = OpenPGPFormat(_sign, _verify, _detect, _inspect)
+sign, verify, detect, inspect = FORMAT.sign_kw, FORMAT.verify, FORMAT.detect, FORMAT.inspect

@@ -50,7 +50,7 @@ from ..errors import (
     UsageError,
     VerificationError,
 )
-from ..formats import FORMATS, detect_formats, get_format
+from ..formats import FORMATS, detect_formats, get_format, get_format_or_none, verify_all
 from ..policy import PackageKind, Policy, decide
 from ..result import SignatureCheck, VerificationResult
 from ..trust import TrustSet
@@ -59,7 +59,6 @@ from .records import RECORD_FILE, InstallRecord, check_plugin_name, read_record,
 from .tarball import TarLimits, TarListing, extract_tar, is_gzip, scan_tar, write_entry, write_new_file
 
 MAX_SIGNATURE_FILE_BYTES = 1 << 20  # a detached signature is a few KiB
-_EMBEDDED_ONLY = ("dify",)  # formats whose signatures live inside the package, never in a detached file
 
 
 @dataclass(frozen=True)
@@ -141,40 +140,48 @@ def verify_package(
 
     A detached file that no format recognises is reported as a ``malformed`` signature, never ignored.
     """
-    result = VerificationResult(str(package), ())
-    for name in detect_formats(package):
-        result = result.merged(get_format(name).verify(package, trust=trust, now=now))
+    result = verify_all(package, trust=trust, now=now)
     for sig in signatures:
-        understood = False
-        for name in FORMATS:
-            if name in _EMBEDDED_ONLY:
-                continue
-            try:
-                module = get_format(name)
-            except ModuleNotFoundError:
-                continue
-            if module.detect(package, signature=sig):
-                understood = True
-                result = result.merged(module.verify(package, trust=trust, signature=sig, now=now))
-                break
-        if not understood:
-            check = SignatureCheck(
-                "unknown", None, Reason.MALFORMED, detail=f"{sig.name} is not a signature", subject=str(sig)
-            )
-            result = result.merged(VerificationResult(str(package), (check,)))
+        found = detect_formats(package, signature=sig)
+        if found:
+            result = result.merged(get_format(found[0]).verify(package, trust=trust, signature=sig, now=now))
+            continue
+        check = SignatureCheck(
+            "unknown", None, Reason.MALFORMED, detail=f"{sig.name} is not a signature", subject=str(sig)
+        )
+        result = result.merged(VerificationResult(str(package), (check,)))
     return result
 
 
+def signatures_beside(package: Path) -> list[Path]:
+    """The detached signature files beside ``package`` that its formats would find (``X.sig``, ``X.signery.json``).
+
+    The host stages a copy of the package, beside which nothing lies: it gathers these from the user's path first,
+    so that ``install`` finds what ``verify`` finds.
+    """
+    found: list[Path] = []
+    for name in FORMATS:
+        fmt = get_format_or_none(name)
+        if fmt is None or not fmt.detaches:
+            continue
+        beside = fmt.detached_beside(package)
+        if beside is not None and beside not in found:
+            found.append(beside)
+    return found
+
+
 def bind_claimed_name(result: VerificationResult, name: str) -> VerificationResult:
-    """Refuse native signatures whose ``name`` claim is not the plugin being installed.
+    """Refuse signatures whose claim of the package's name (the format's ``name_claim``) is not plugin ``name``.
 
     That claim is the signer's own statement, and it is what a trust entry's name patterns are checked against;
     without this, a key limited to ``acme-*`` could vouch for any plugin by claiming an ``acme-*`` name.
     """
     checks = []
     for s in result.signatures:
-        claimed = s.claims.get("name")
-        if s.valid and s.format == "native" and claimed is not None and str(claimed) != name:
+        fmt = get_format_or_none(s.format)
+        claim = fmt.name_claim if fmt is not None else None
+        claimed = s.claims.get(claim) if claim else None
+        if s.valid and claimed is not None and str(claimed) != name:
             s = replace(
                 s,
                 reason=Reason.POLICY_VIOLATION,
@@ -250,11 +257,8 @@ def install_package(
             staged = staging / _safe_file_name(package.name, "package")
             sha256, size = _stage_copy(package, staged, limit=limits.max_package_bytes)
             is_tar = is_gzip(staged)
-            if is_tar and not sig_paths:
-                from ..formats.openpgp import find_signature
-
-                found = find_signature(package)
-                sig_paths = [found] if found is not None else []
+            if not sig_paths:
+                sig_paths = signatures_beside(package)
             staged_sigs: list[Path] = []
             for i, sig in enumerate(sig_paths):
                 dest = staging / f"signature-{i}{''.join(sig.suffixes[-1:]) or '.sig'}"
@@ -456,5 +460,6 @@ __all__ = [
     "HostLimits",
     "bind_claimed_name",
     "install_package",
+    "signatures_beside",
     "verify_package",
 ]

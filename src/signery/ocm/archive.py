@@ -7,103 +7,47 @@ regular files or directories without ``..`` or absolute paths, duplicates and li
 counts are bounded. Every descriptor (directory, tar member, CTF layer) is size-checked before it is read and
 parsed once, by :func:`~signery.ocm.descriptor.parse_descriptor`; the CTF's JSON (index, manifests, configs) goes
 through the shared bounded JSON parser, so a hostile archive is ``malformed`` naming the file, never a traceback.
+
+The archives' shared layout is :mod:`signery.ocm._layout`, transport archives are :mod:`signery.ocm._ctf`; this
+module re-exports both and opens whatever a path holds.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
-import json
-import re
-import stat
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal
+from zlib import error as zlib_error
 
 from .._fs import atomic_write_bytes, atomic_writer
-from .._internal.parse import load_json
 from ..errors import MalformedError, UnsafeArchiveError, UsageError
+from ._ctf import CtfComponentVersion as CtfComponentVersion
+from ._ctf import TransportArchive as TransportArchive
+from ._ctf import add_component_version as add_component_version
+from ._ctf import create_transport_archive as create_transport_archive
+from ._ctf import write_transport_archive as write_transport_archive
+from ._layout import BLOBS_DIR as BLOBS_DIR
+from ._layout import CHUNK as CHUNK
+from ._layout import CTF_INDEX as CTF_INDEX
+from ._layout import CTF_REPOSITORY_PREFIX as CTF_REPOSITORY_PREFIX
+from ._layout import DESCRIPTOR_FILE as DESCRIPTOR_FILE
+from ._layout import LOCAL_BLOB_TYPES as LOCAL_BLOB_TYPES
+from ._layout import MAX_INDEX_BYTES as MAX_INDEX_BYTES
+from ._layout import MAX_JSON_DEPTH as MAX_JSON_DEPTH
+from ._layout import MAX_MANIFEST_BYTES as MAX_MANIFEST_BYTES
+from ._layout import MAX_TAR_MEMBERS as MAX_TAR_MEMBERS
+from ._layout import MEDIA_CONFIG as MEDIA_CONFIG
+from ._layout import MEDIA_DESCRIPTOR_TAR as MEDIA_DESCRIPTOR_TAR
+from ._layout import MEDIA_MANIFEST as MEDIA_MANIFEST
+from ._layout import ComponentVersion as ComponentVersion
+from ._layout import Repository as Repository
+from ._layout import _blob_file_name, _member_name, _read_file, _stream_file
+from ._layout import local_reference as local_reference
 from .descriptor import MAX_DESCRIPTOR_BYTES, Descriptor, parse_descriptor
-
-DESCRIPTOR_FILE = "component-descriptor.yaml"
-BLOBS_DIR = "blobs"
-CTF_INDEX = "artifact-index.json"
-CTF_REPOSITORY_PREFIX = "component-descriptors/"
-MAX_TAR_MEMBERS = 100_000  # zip/tar bombs: a component archive holds one file per resource
-MAX_INDEX_BYTES = 16 << 20  # an artifact index lists versions; megabytes of it is not a CTF
-MAX_MANIFEST_BYTES = 4 << 20  # an OCI manifest is a few KiB
-MAX_JSON_DEPTH = 16  # index, manifest and config nest three or four levels
-CHUNK = 1 << 20
-
-MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MEDIA_CONFIG = "application/vnd.ocm.software.component.config.v1+json"
-MEDIA_DESCRIPTOR_TAR = "application/vnd.ocm.software.component-descriptor.v2+yaml+tar"
-LOCAL_BLOB_TYPES = ("localBlob", "LocalBlob", "localBlob/v1")
-
-_BLOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
-_DIGEST = re.compile(r"^(sha256|sha512):([0-9a-f]{64}|[0-9a-f]{128})$")
-
-
-def _blob_file_name(reference: str) -> str:
-    """``sha256:abc`` and ``sha256.abc`` both name the file ``sha256.abc``; anything path-like is refused."""
-    name = reference.replace(":", ".", 1) if ":" in reference else reference
-    if not _BLOB_NAME.fullmatch(name) or ".." in name:
-        raise UnsafeArchiveError(f"local blob reference {reference!r} is not a plain blob name", subject=reference)
-    return name
-
-
-def local_reference(access: Any) -> str | None:
-    """The ``localReference`` of a local blob access, or None for other access types."""
-    if isinstance(access, dict) and access.get("type") in LOCAL_BLOB_TYPES:
-        ref = access.get("localReference")
-        if not isinstance(ref, str) or not ref:
-            raise MalformedError("localBlob access without localReference", subject="access.localReference")
-        return ref
-    return None
-
-
-class ComponentVersion(Protocol):
-    """One component version: its descriptor, its local blobs, and a way to write the descriptor back."""
-
-    descriptor: Descriptor
-    location: str
-
-    def open_blob(self, reference: str) -> Iterator[bytes]: ...
-
-    def save(self) -> None: ...
-
-
-class Repository(Protocol):
-    def lookup(self, name: str, version: str) -> ComponentVersion | None: ...
-
-
-def _read_file(path: Path, limit: int, what: str) -> bytes:
-    try:
-        st = path.lstat()
-    except FileNotFoundError:
-        raise MalformedError(f"{what} {path} is missing", subject=str(path)) from None
-    if not stat.S_ISREG(st.st_mode):
-        raise UnsafeArchiveError(f"{what} {path} is not a regular file", subject=str(path))
-    with path.open("rb") as fh:
-        data = fh.read(limit + 1)
-    if len(data) > limit:
-        raise MalformedError(f"{what} {path} is larger than {limit} bytes", subject=str(path))
-    return data
-
-
-def _stream_file(path: Path, reference: str) -> Iterator[bytes]:
-    try:
-        st = path.lstat()
-    except FileNotFoundError:
-        raise MalformedError(f"local blob {reference} is missing from the archive", subject=reference) from None
-    if not stat.S_ISREG(st.st_mode):
-        raise UnsafeArchiveError(f"local blob {reference} is not a regular file", subject=reference)
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            yield chunk
 
 
 class DirectoryComponentArchive:
@@ -120,13 +64,6 @@ class DirectoryComponentArchive:
 
     def save(self) -> None:
         atomic_write_bytes(self.path / DESCRIPTOR_FILE, self.descriptor.dump())
-
-
-def _member_name(name: str) -> str:
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if name.startswith("/") or any(p == ".." for p in parts) or "\\" in name:
-        raise UnsafeArchiveError(f"tar member {name!r} escapes the archive", subject=name)
-    return "/".join(parts)
 
 
 class TarComponentArchive:
@@ -208,148 +145,6 @@ class TarComponentArchive:
         self._load(parse=False)  # the member table describes the old file; the descriptor is what we wrote
 
 
-@dataclass
-class _CtfEntry:
-    index: int
-    manifest: dict[str, Any]
-
-
-class TransportArchive:
-    """A common transport archive (directory form) holding many component versions."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.location = str(self.path)
-        index_path = self.path / CTF_INDEX
-        raw = _read_file(index_path, MAX_INDEX_BYTES, "artifact index")
-        index = load_json(raw, source=str(index_path), max_depth=MAX_JSON_DEPTH)
-        if not isinstance(index, dict):
-            raise MalformedError(f"{index_path} is not a JSON artifact index", subject=str(index_path))
-        self._index: dict[str, Any] = index
-        artifacts = index.get("artifacts") or []
-        if not isinstance(artifacts, list):
-            raise MalformedError(f"{index_path}: artifacts must be a list", subject=str(index_path))
-        self._artifacts: list[dict[str, Any]] = [a for a in artifacts if isinstance(a, dict)]
-
-    def versions(self) -> list[tuple[str, str]]:
-        out = []
-        for a in self._artifacts:
-            repo, tag = a.get("repository"), a.get("tag")
-            if isinstance(repo, str) and repo.startswith(CTF_REPOSITORY_PREFIX) and isinstance(tag, str):
-                out.append((repo[len(CTF_REPOSITORY_PREFIX) :], tag))
-        return out
-
-    def blob_path(self, digest: str) -> Path:
-        if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
-            raise MalformedError(f"{self.path}: {digest!r} is not a blob digest", subject=str(digest))
-        return self.path / BLOBS_DIR / _blob_file_name(digest)
-
-    def read_blob(self, digest: str, limit: int) -> bytes:
-        data = _read_file(self.blob_path(digest), limit, "blob")
-        algo, _, hexval = digest.partition(":")
-        if hashlib.new(algo, data).hexdigest() != hexval:
-            raise UnsafeArchiveError(f"{self.path}: blob {digest} does not match its digest", subject=digest)
-        return data
-
-    def write_blob(self, data: bytes) -> dict[str, Any]:
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        path = self.blob_path(digest)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            atomic_write_bytes(path, data)
-        return {"digest": digest, "size": len(data)}
-
-    def lookup(self, name: str, version: str) -> CtfComponentVersion | None:
-        for i, a in enumerate(self._artifacts):
-            if a.get("repository") == CTF_REPOSITORY_PREFIX + name and a.get("tag") == version:
-                return CtfComponentVersion(self, i)
-        return None
-
-    def artifact(self, i: int) -> dict[str, Any]:
-        return self._artifacts[i]
-
-    def set_artifact_digest(self, i: int, digest: str) -> None:
-        self._artifacts[i]["digest"] = digest
-        self._index["artifacts"] = self._artifacts
-        atomic_write_bytes(self.path / CTF_INDEX, json.dumps(self._index, indent=None).encode())
-
-
-def _tar_with(name: str, data: bytes) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        info = tarfile.TarInfo(name)
-        info.size, info.mode = len(data), 0o644
-        tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def _descriptor_from_layer(data: bytes, media_type: str, where: str) -> bytes:
-    if not media_type.endswith("+tar"):
-        return data
-    try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tf:
-            for member in tf:
-                if _member_name(member.name) == DESCRIPTOR_FILE and member.isreg():
-                    fh = tf.extractfile(member)
-                    assert fh is not None
-                    return fh.read(MAX_DESCRIPTOR_BYTES + 1)
-    except tarfile.TarError as exc:
-        raise MalformedError(f"{where}: descriptor layer is not a tar: {exc}", subject=where) from None
-    raise MalformedError(f"{where}: descriptor layer holds no {DESCRIPTOR_FILE}", subject=where)
-
-
-class CtfComponentVersion:
-    """One component version inside a :class:`TransportArchive`."""
-
-    def __init__(self, ctf: TransportArchive, i: int) -> None:
-        self.ctf, self._i = ctf, i
-        art = ctf.artifact(i)
-        where = f"{ctf.path}:{art.get('repository')}:{art.get('tag')}"
-        self.location = where
-        manifest = self._json_blob(str(art.get("digest")), where, "manifest")
-        layers, config_ref = manifest.get("layers"), manifest.get("config")
-        if not isinstance(layers, list) or not layers:
-            raise MalformedError(f"{where}: manifest has no layers", subject=where)
-        if not isinstance(config_ref, dict):
-            raise MalformedError(f"{where}: not an OCM component version manifest (no config)", subject=where)
-        config = self._json_blob(str(config_ref.get("digest")), where, "config")
-        layer = config.get("componentDescriptorLayer")
-        if not isinstance(layer, dict) or not isinstance(layer.get("digest"), str):
-            raise MalformedError(f"{where}: config names no component descriptor layer", subject=where)
-        self._manifest: dict[str, Any] = manifest
-        self._layer_media = str(layer.get("mediaType", MEDIA_DESCRIPTOR_TAR))
-        data = ctf.read_blob(layer["digest"], MAX_DESCRIPTOR_BYTES * 2)
-        self.descriptor = parse_descriptor(_descriptor_from_layer(data, self._layer_media, where), source=where)
-        self._descriptor_digest: str = layer["digest"]
-
-    def _json_blob(self, digest: str, where: str, what: str) -> dict[str, Any]:
-        source = f"{where}: {what} {digest}"
-        doc = load_json(self.ctf.read_blob(digest, MAX_MANIFEST_BYTES), source=source, max_depth=MAX_JSON_DEPTH)
-        if not isinstance(doc, dict):
-            raise MalformedError(f"{source}: not a JSON object", subject=source)
-        return doc
-
-    def open_blob(self, reference: str) -> Iterator[bytes]:
-        path = self.ctf.blob_path(reference if ":" in reference else reference.replace(".", ":", 1))
-        return _stream_file(path, reference)
-
-    def save(self) -> None:
-        layer_bytes = _tar_with(DESCRIPTOR_FILE, self.descriptor.dump())
-        layer = {"mediaType": MEDIA_DESCRIPTOR_TAR, **self.ctf.write_blob(layer_bytes)}
-        config = {
-            "mediaType": MEDIA_CONFIG,
-            **self.ctf.write_blob(json.dumps({"componentDescriptorLayer": layer}).encode()),
-        }
-        layers = [
-            layer if isinstance(entry, dict) and entry.get("digest") == self._descriptor_digest else entry
-            for entry in self._manifest["layers"]
-        ]
-        manifest = dict(self._manifest, config=config, layers=layers)
-        ref = self.ctf.write_blob(json.dumps(manifest).encode())
-        self.ctf.set_artifact_digest(self._i, ref["digest"])
-        self._manifest, self._descriptor_digest = manifest, layer["digest"]
-
-
 class Repositories:
     """Look a component version up in several places, first match wins."""
 
@@ -428,34 +223,110 @@ def write_component_archive(path: Path, descriptor: Descriptor, blobs: dict[str,
     return path
 
 
-def write_transport_archive(path: Path, versions: list[tuple[Descriptor, dict[str, bytes]]]) -> Path:
-    """Create a CTF directory holding the given component versions and their local blobs.
+# -- what a path is, cheaply ---------------------------------------------------------------------------------------
 
-    Local blob references must be ``sha256:<hex>`` digests of the blob bytes (that is how a CTF addresses them).
-    """
+ArchiveKind = Literal["directory", "tar", "ctf"]
+
+
+def archive_kind(path: Path) -> ArchiveKind | None:
+    """``directory`` or ``ctf`` for a component archive or transport archive directory, ``tar`` for a file that
+    may be a (gzipped) tar, else ``None``. A stat or two and at most 512 bytes read: nothing is parsed."""
     path = Path(path)
-    (path / BLOBS_DIR).mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path / CTF_INDEX, json.dumps({"schemaVersion": 1, "artifacts": []}).encode())
-    artifacts = []
-    for descriptor, blobs in versions:
+    try:
+        if path.is_dir():
+            if (path / DESCRIPTOR_FILE).is_file():
+                return "directory"
+            return "ctf" if (path / CTF_INDEX).is_file() else None
+        if not path.is_file():
+            return None
+        with path.open("rb") as fh:
+            head = fh.read(512)
+    except OSError:
+        return None
+    return "tar" if head[:2] == b"\x1f\x8b" or head[257:262] == b"ustar" else None
+
+
+def tar_descriptor(path: Path) -> bytes | None:
+    """The descriptor bytes of a component archive tar, or ``None`` when ``path`` is not one.
+
+    Streams the tar's headers and gives up at the first member a component archive cannot hold (anything but
+    ``component-descriptor.yaml`` and ``blobs/...``), so another tar (a source distribution) costs a header or two.
+    """
+    try:
+        with Path(path).open("rb") as raw, tarfile.open(fileobj=raw, mode="r|*") as tf:
+            for count, member in enumerate(tf):
+                name = "/".join(p for p in member.name.split("/") if p not in ("", "."))
+                if count >= MAX_TAR_MEMBERS:
+                    return None
+                if name == DESCRIPTOR_FILE and member.isreg():
+                    if member.size > MAX_DESCRIPTOR_BYTES:
+                        return None
+                    fh = tf.extractfile(member)
+                    return fh.read(MAX_DESCRIPTOR_BYTES + 1) if fh is not None else None
+                if name not in ("", BLOBS_DIR) and not name.startswith(BLOBS_DIR + "/"):
+                    return None
+    except (OSError, EOFError, tarfile.TarError, gzip.BadGzipFile, zlib_error):
+        return None
+    return None
+
+
+def component_versions(path: Path) -> Iterator[tuple[ComponentVersion, Repositories]]:
+    """Every component version at ``path`` (one for a component archive, each one of a CTF, in index order), each
+    with the repository its references resolve from (the CTF itself)."""
+    path = Path(path)
+    kind = archive_kind(path)
+    if kind == "ctf":
         ctf = TransportArchive(path)
-        blob_layers = []
-        for ref, data in blobs.items():
-            written = ctf.write_blob(data)
-            if written["digest"] != ref:
-                raise UsageError(f"blob reference {ref} is not the sha256 digest of its bytes", subject=ref)
-            blob_layers.append({"mediaType": "application/octet-stream", **written})
-        layer = {"mediaType": MEDIA_DESCRIPTOR_TAR, **ctf.write_blob(_tar_with(DESCRIPTOR_FILE, descriptor.dump()))}
-        config = {"mediaType": MEDIA_CONFIG, **ctf.write_blob(json.dumps({"componentDescriptorLayer": layer}).encode())}
-        manifest = {"schemaVersion": 2, "mediaType": MEDIA_MANIFEST, "config": config, "layers": [layer, *blob_layers]}
-        written_manifest = ctf.write_blob(json.dumps(manifest).encode())
-        artifacts.append(
-            {
-                "repository": CTF_REPOSITORY_PREFIX + descriptor.name,
-                "tag": descriptor.version,
-                "digest": written_manifest["digest"],
-                "mediaType": MEDIA_MANIFEST,
-            }
-        )
-    atomic_write_bytes(path / CTF_INDEX, json.dumps({"schemaVersion": 1, "artifacts": artifacts}).encode())
-    return path
+        for name, version in ctf.versions():
+            found = ctf.lookup(name, version)
+            assert found is not None
+            yield found, Repositories(ctf)
+        return
+    yield open_component_version(path)
+
+
+# -- transfer ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Transferred:
+    """What :func:`transfer` did: the versions copied, those already there, references it could not find."""
+
+    copied: list[str]
+    present: list[str]
+    missing: list[str]
+
+
+def transfer(source: Path, dest: Path, *, component: str | None = None) -> Transferred:
+    """Copy a component version from ``source`` (component archive or CTF) into the CTF directory ``dest``
+    (created when missing), with its blobs and signatures, and with every component version it references that
+    ``source`` holds (recursively), so that its signatures verify in ``dest``.
+
+    Raises:
+        UsageError: ``source`` is not an archive, or ``component`` is ambiguous or absent.
+        ConflictError: ``dest`` holds a different descriptor of a version being copied (nothing of it is indexed).
+    """
+    cv, repo = open_component_version(Path(source), component=component)
+    if Path(dest).resolve() == Path(source).resolve():
+        raise UsageError("source and destination are the same archive", subject=str(dest))
+    ctf = create_transport_archive(Path(dest))
+    done = Transferred([], [], [])
+    seen: set[str] = set()
+    todo: list[ComponentVersion] = [cv]
+    while todo:
+        current = todo.pop(0)
+        identity = current.descriptor.identity
+        if identity in seen:
+            continue
+        seen.add(identity)
+        if len(seen) > MAX_TAR_MEMBERS:
+            raise MalformedError(f"{source}: too many referenced component versions", subject=str(source))
+        (done.copied if add_component_version(ctf, current) else done.present).append(identity)
+        for item in current.descriptor.references:
+            name, version = str(item.get("componentName", "")), str(item.get("version", ""))
+            target = repo.lookup(name, version)
+            if target is not None:
+                todo.append(target)
+            elif ctf.lookup(name, version) is None:
+                done.missing.append(f"{name}:{version}")
+    return done

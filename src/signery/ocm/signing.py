@@ -13,223 +13,48 @@ Signature encodings (``signature.mediaType``):
   certificate chain, leaf first: verifying needs only the root;
 - ``application/vnd.signery.signature.ed25519`` - Ed25519 over the digest bytes, hex. A signery extension:
   OCM has no Ed25519 handler, so OCM tools cannot verify it.
+
+The entries are encoded and decoded in :mod:`signery.ocm._signature_codec`, the digests walked in
+:mod:`signery.ocm._digest_walk`; this module re-exports their public names.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from ..errors import MalformedError, Reason, TamperedError, UsageError, VerificationError
-from ..keys import HashName, PublicKey, RsaPadding, Signer, key_id, verify_signature
+from ..errors import Reason, TamperedError, UsageError, VerificationError
+from ..keys import HashName, PublicKey, Signer, key_id, verify_signature
 from ..result import SignatureCheck, VerificationResult
-from .archive import ComponentVersion, Repositories, Repository, local_reference
-from .descriptor import Descriptor, element_label
-from .digests import (
-    GENERIC_BLOB_DIGEST,
-    NO_DIGEST,
-    OCM_HASH_NAMES,
-    blob_digest,
-    descriptor_digest,
-    digest_spec,
-    hash_name,
-    is_excluded,
-)
+from ._digest_walk import MAX_REFERENCE_DEPTH as MAX_REFERENCE_DEPTH
+from ._digest_walk import DigestCache as DigestCache
+from ._digest_walk import _Closure, _closure_digest, _same_digest
+from ._signature_codec import ED25519 as ED25519
+from ._signature_codec import MAX_SIGNATURE_CHARS as MAX_SIGNATURE_CHARS
+from ._signature_codec import MEDIA_ED25519 as MEDIA_ED25519
+from ._signature_codec import MEDIA_PEM as MEDIA_PEM
+from ._signature_codec import MEDIA_RSA as MEDIA_RSA
+from ._signature_codec import MEDIA_RSA_PSS as MEDIA_RSA_PSS
+from ._signature_codec import RSA_PKCS1 as RSA_PKCS1
+from ._signature_codec import RSA_PSS as RSA_PSS
+from ._signature_codec import SIGNING_ALGORITHMS as SIGNING_ALGORITHMS
+from ._signature_codec import ParsedSignature as ParsedSignature
+from ._signature_codec import _padding, encode_signature
+from ._signature_codec import parse_signature as parse_signature
+from .archive import ComponentVersion, Repositories, Repository
+from .descriptor import Descriptor
+from .digests import NO_DIGEST as NO_DIGEST
+from .digests import OCM_HASH_NAMES, descriptor_digest, digest_spec
 from .normalise import DEFAULT, V1, check_algorithm
-from .x509chain import IssuerConvention, check_issuer, load_pem_certificates, validate_chain
+from .x509chain import IssuerConvention, check_issuer, validate_chain
 
 FORMAT = "ocm"
-RSA_PKCS1 = "RSASSA-PKCS1-V1_5"
-RSA_PSS = "RSASSA-PSS"
-ED25519 = "ed25519"
-SIGNING_ALGORITHMS: tuple[str, ...] = (RSA_PKCS1, RSA_PSS, ED25519)
-MEDIA_RSA = "application/vnd.ocm.signature.rsa"
-MEDIA_RSA_PSS = "application/vnd.ocm.signature.rsa.pss"
-MEDIA_PEM = "application/x-pem-file"
-MEDIA_ED25519 = "application/vnd.signery.signature.ed25519"
-_PLAIN_MEDIA = {RSA_PKCS1: MEDIA_RSA, RSA_PSS: MEDIA_RSA_PSS, ED25519: MEDIA_ED25519}
-MAX_REFERENCE_DEPTH = 32  # reference graphs deeper than this are cycles or attacks, not products
-MAX_SIGNATURE_CHARS = 256 << 10  # a PEM signature with a long chain is a few KiB
-_PEM_SIGNATURE = re.compile(rb"-----BEGIN SIGNATURE-----\r?\n(?P<body>.*?)-----END SIGNATURE-----", re.DOTALL)
 
 IssuerMode = Literal["subject", "issuer"]
-
-
-@dataclass
-class _Closure:
-    """What a digest walk found: resources it could not check itself (not local blobs)."""
-
-    unchecked: list[str] = field(default_factory=list)
-
-
-def _resource_digests(cv: ComponentVersion, hash_alg: HashName, *, update: bool, closure: _Closure, where: str) -> None:
-    desc = cv.descriptor
-    for item in desc.resources:
-        label = f"{where}{element_label('resources', item)}"
-        access = item.get("access")
-        if isinstance(access, dict) and access.get("type") in ("none", "None"):
-            if item.get("digest") is not None:
-                if update:
-                    item.pop("digest")
-                else:
-                    raise MalformedError(f"{label}: has access none but carries a digest", subject=label)
-            continue
-        digest = item.get("digest")
-        if is_excluded(digest):
-            continue
-        ref = local_reference(access)
-        if digest is not None and digest.get("normalisationAlgorithm") != GENERIC_BLOB_DIGEST:
-            closure.unchecked.append(label)  # an OCI artifact digest: checking it needs the registry
-            continue
-        if ref is None:
-            if digest is None:
-                kind = access.get("type") if isinstance(access, dict) else None
-                raise UsageError(
-                    f"{label}: no digest, and its access type {kind!r} is not a local blob signery can read; "
-                    "add the digest first",
-                    subject=label,
-                )
-            closure.unchecked.append(label)
-            continue
-        algo = hash_name(digest.get("hashAlgorithm"), field=f"{label}.digest.hashAlgorithm") if digest else hash_alg
-        actual = blob_digest(cv.open_blob(ref), algo)
-        if digest is None:
-            if not update:
-                raise TamperedError(f"{label} has no digest", subject=label)
-            item["digest"] = digest_spec(algo, GENERIC_BLOB_DIGEST, actual)
-        elif not _same_digest(digest.get("value", ""), actual):
-            raise TamperedError(f"{label}: blob content does not match its recorded digest", subject=label)
-
-
-def _same_digest(recorded: object, actual: str) -> bool:
-    """Constant-time comparison of a recorded hex digest (any JSON value, from a hostile descriptor) with ours."""
-    text = str(recorded).lower().encode("utf-8", "surrogatepass")  # hmac compares non-ASCII str only as bytes
-    return hmac.compare_digest(text, actual.encode("ascii"))
-
-
-def _closure_digest(
-    cv: ComponentVersion,
-    repo: Repository,
-    *,
-    normalisation: str,
-    hash_alg: HashName,
-    update: bool,
-    closure: _Closure,
-    stack: tuple[str, ...] = (),
-) -> Descriptor:
-    """Check (and with ``update`` fill in) resource and reference digests of ``cv``; return its descriptor."""
-    # The root is edited in place when signing and only read when verifying; below the root missing digests are
-    # filled in, so those get a working copy.
-    desc = cv.descriptor if not stack else cv.descriptor.copy()
-    if desc.identity in stack:
-        raise MalformedError(f"reference cycle: {' -> '.join((*stack, desc.identity))}", subject=desc.identity)
-    if len(stack) >= MAX_REFERENCE_DEPTH:
-        raise MalformedError(f"references nested deeper than {MAX_REFERENCE_DEPTH}", subject=desc.identity)
-    view = _View(cv, desc)
-    where = "" if not stack else f"{desc.identity}: "
-    # Below the root, digests missing from a referenced descriptor are computed in memory (OCM does the same);
-    # only the root's own recorded digests must be present when verifying.
-    fill = update or bool(stack)
-    _resource_digests(view, hash_alg, update=fill, closure=closure, where=where)
-    for item in desc.references:
-        label = f"{where}{element_label('references', item)}"
-        name, version = str(item["componentName"]), str(item.get("version", ""))
-        target = repo.lookup(name, version)
-        if target is None:
-            raise UsageError(
-                f"{label}: component version {name}:{version} not found; give a transport archive holding it",
-                subject=label,
-                hint="--repo CTF_DIR",
-            )
-        stored = item.get("digest")
-        if is_excluded(stored):
-            continue
-        if stored is not None and not isinstance(stored, dict):
-            raise MalformedError(f"{label}.digest is not a mapping", subject=label)
-        r_norm = (
-            check_algorithm(str(stored.get("normalisationAlgorithm")), field=f"{label}.digest")
-            if stored
-            else normalisation
-        )
-        r_hash = hash_name(stored.get("hashAlgorithm"), field=f"{label}.digest.hashAlgorithm") if stored else hash_alg
-        sub = _closure_digest(
-            target,
-            repo,
-            normalisation=r_norm,
-            hash_alg=r_hash,
-            update=update,
-            closure=closure,
-            stack=(*stack, desc.identity),
-        )
-        actual = descriptor_digest(sub, normalisation=r_norm, hash_alg=r_hash)
-        if stored is None:
-            if not fill:
-                raise TamperedError(f"{label} has no digest", subject=label)
-            item["digest"] = digest_spec(r_hash, r_norm, actual)
-        elif not _same_digest(stored.get("value", ""), actual):
-            raise TamperedError(
-                f"{label}: referenced component version does not match its recorded digest", subject=label
-            )
-    return desc
-
-
-class _View:
-    """A component version whose descriptor is a working copy (blobs still come from the original)."""
-
-    def __init__(self, cv: ComponentVersion, desc: Descriptor) -> None:
-        self._cv, self.descriptor, self.location = cv, desc, cv.location
-
-    def open_blob(self, reference: str) -> Any:
-        return self._cv.open_blob(reference)
-
-    def save(self) -> None:  # pragma: no cover - views are never saved
-        raise UsageError("internal: a digest view cannot be saved")
-
-
-def _signature_pem(algorithm: str, signature: bytes, chain: Sequence[x509.Certificate]) -> str:
-    """PEM as Go's ``pem.EncodeToMemory`` writes it: the header, a blank line, base64 in 64-column lines."""
-    b64 = base64.b64encode(signature).decode()
-    lines = "\n".join(b64[i : i + 64] for i in range(0, len(b64), 64))
-    text = f"-----BEGIN SIGNATURE-----\nSignature Algorithm: {algorithm}\n\n{lines}\n-----END SIGNATURE-----\n"
-    return text + "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in chain)
-
-
-def _parse_signature_pem(value: str, where: str) -> tuple[bytes, str | None, list[x509.Certificate]]:
-    data = value.encode()
-    m = _PEM_SIGNATURE.search(data)
-    if m is None:
-        raise MalformedError(f"{where}: PEM value holds no SIGNATURE block", subject=where)
-    header, _, body = m.group("body").partition(b"\n\n") if b"\n\n" in m.group("body") else (b"", b"", m.group("body"))
-    algorithm = None
-    for line in header.decode(errors="replace").splitlines():
-        k, _, v = line.partition(":")
-        if k.strip() == "Signature Algorithm":
-            algorithm = v.strip()
-    try:
-        sig = base64.b64decode(b"".join(body.split()), validate=True)
-    except binascii.Error:
-        raise MalformedError(f"{where}: SIGNATURE block is not base64", subject=where) from None
-    rest = data[m.end() :]
-    certs = load_pem_certificates(rest, source=where) if b"-----BEGIN CERTIFICATE-----" in rest else []
-    return sig, algorithm, certs
-
-
-def _padding(algorithm: str, where: str) -> RsaPadding:
-    if algorithm == RSA_PKCS1:
-        return "pkcs1v15"
-    if algorithm == RSA_PSS:
-        return "pss"
-    raise MalformedError(f"{where}: unsupported signature algorithm {algorithm!r}", subject=where)
 
 
 def sign_component_version(
@@ -252,21 +77,21 @@ def sign_component_version(
     (``issuer_mode="subject"``, the legacy OCM CLI) or the leaf's Issuer DN (``"issuer"``, the OCM v2 library).
     """
     if not name or len(name) > 256:
-        raise UsageError("a signature needs a name (at most 256 characters)", subject="--signature")
+        raise UsageError("a signature needs a name (at most 256 characters)", subject="--signature-name")
     if algorithm not in SIGNING_ALGORITHMS:
         raise UsageError(
             f"unknown signature algorithm {algorithm!r}; choose {', '.join(SIGNING_ALGORITHMS)}", subject="--algorithm"
         )
     check_algorithm(normalisation, field="--normalisation")
     if hash_alg not in OCM_HASH_NAMES:
-        raise UsageError(f"unsupported hash {hash_alg!r}; choose sha256 or sha512", subject="--hash")
+        raise UsageError(f"unsupported hash {hash_alg!r}; choose sha256 or sha512", subject="--hash-algorithm")
     public = signer.public_key()
     if algorithm == ED25519 and not isinstance(public, ed25519.Ed25519PublicKey):
         raise UsageError("algorithm ed25519 needs an Ed25519 key", subject="--algorithm")
     if algorithm != ED25519 and not isinstance(public, rsa.RSAPublicKey):
         raise UsageError(f"algorithm {algorithm} needs an RSA key", subject="--key")
     if certificates and certificates[0].public_key() != public:
-        raise UsageError("the first certificate does not certify the signing key", subject="--cert")
+        raise UsageError("the first certificate of the chain does not certify the signing key", subject="--chain")
     repo = repository or Repositories()
     _closure_digest(cv, repo, normalisation=normalisation, hash_alg=hash_alg, update=True, closure=_Closure())
     desc = cv.descriptor
@@ -276,14 +101,10 @@ def sign_component_version(
         sig = signer.sign(raw)
     else:
         sig = signer.sign_digest(raw, hash_name=hash_alg, rsa_padding=_padding(algorithm, "--algorithm"))
-    entry_sig: dict[str, Any] = {"algorithm": algorithm}
-    if certificates:
-        entry_sig.update(mediaType=MEDIA_PEM, value=_signature_pem(algorithm, sig, certificates))
-        if issuer is None:
-            leaf = certificates[0]
-            issuer = (leaf.subject if issuer_mode == "subject" else leaf.issuer).rfc4514_string()
-    else:
-        entry_sig.update(mediaType=_PLAIN_MEDIA[algorithm], value=sig.hex())
+    entry_sig = encode_signature(algorithm, sig, certificates)
+    if certificates and issuer is None:
+        leaf = certificates[0]
+        issuer = (leaf.subject if issuer_mode == "subject" else leaf.issuer).rfc4514_string()
     if issuer:
         entry_sig["issuer"] = issuer
     entry = {"name": name, "digest": digest_spec(hash_alg, normalisation, digest), "signature": entry_sig}
@@ -292,35 +113,88 @@ def sign_component_version(
     return entry
 
 
-def _decode_signature(sig: dict[str, Any], where: str) -> tuple[str, bytes, list[x509.Certificate]]:
-    """(algorithm, signature bytes, embedded certificates) by media type, refusing inconsistent pairings."""
-    media, algorithm, value = sig.get("mediaType"), sig.get("algorithm"), sig.get("value")
-    if not isinstance(value, str) or not value or len(value) > MAX_SIGNATURE_CHARS:
-        raise MalformedError(f"{where}.value is missing or too large", subject=f"{where}.value")
-    if media == MEDIA_PEM:
-        raw, pem_alg, certs = _parse_signature_pem(value, f"{where}.value")
-        alg = pem_alg or algorithm
-        if pem_alg and algorithm and pem_alg != algorithm:
-            raise MalformedError(
-                f"{where}: algorithm {algorithm} but the PEM says {pem_alg}", subject=f"{where}.algorithm"
-            )
-        if alg not in SIGNING_ALGORITHMS:
-            raise MalformedError(f"{where}: unsupported signature algorithm {alg!r}", subject=f"{where}.algorithm")
-        return str(alg), raw, certs
-    by_media = {v: k for k, v in _PLAIN_MEDIA.items()}
-    if media not in by_media:
-        raise MalformedError(f"{where}: unsupported signature media type {media!r}", subject=f"{where}.mediaType")
-    alg = by_media[str(media)]
-    if algorithm is not None and algorithm != alg:
-        # OCM v2 trusts the media type alone; a mismatch means a confused or tampered entry, so refuse it.
-        raise MalformedError(
-            f"{where}: algorithm {algorithm!r} contradicts media type {media!r}", subject=f"{where}.algorithm"
+def check_digest(parsed: ParsedSignature, digests: DigestCache) -> list[str]:
+    """Recompute what ``parsed`` signed; return the resources that could not be re-digested.
+
+    Raises:
+        TamperedError: a blob, a referenced component version or the descriptor differs from what was signed.
+    """
+    actual, unchecked = digests.digest(parsed.normalisation, parsed.hash_alg)
+    if parsed.normalisation == V1 and actual != parsed.digest:  # OCM before the extraIdentity:null enforcement
+        actual, unchecked = digests.digest(parsed.normalisation, parsed.hash_alg, v1_null_extra_identity=False)
+    if not _same_digest(parsed.digest, actual):
+        raise TamperedError(
+            f"component descriptor {digests.cv.descriptor.identity} does not match the digest signature "
+            f"{parsed.name!r} signed",
+            subject="component descriptor",
         )
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise MalformedError(f"{where}.value is not hex", subject=f"{where}.value") from None
-    return alg, raw, []
+    return unchecked
+
+
+def key_fits(parsed: ParsedSignature, key: Any) -> bool:
+    """Whether ``key`` is of the type ``parsed``'s algorithm needs (Ed25519 or RSA)."""
+    if parsed.algorithm == ED25519:
+        return isinstance(key, ed25519.Ed25519PublicKey)
+    return isinstance(key, rsa.RSAPublicKey)
+
+
+def check_value(parsed: ParsedSignature, key: Any) -> None:
+    """Check the signature value over the recorded digest with ``key``.
+
+    Raises:
+        VerificationError: ``bad-signature`` (a wrong key, a key of the wrong type, an altered value).
+    """
+    kid = key_id(key) if isinstance(key, rsa.RSAPublicKey | ed25519.Ed25519PublicKey) else None
+    if not key_fits(parsed, key):
+        need = "an Ed25519" if parsed.algorithm == ED25519 else "an RSA"
+        raise VerificationError(
+            f"an {parsed.algorithm} signature needs {need} key", reason=Reason.BAD_SIGNATURE, subject=kid
+        )
+    digest_bytes = bytes.fromhex(parsed.digest)
+    if parsed.algorithm == ED25519:
+        verify_signature(key, parsed.value, digest_bytes)
+    else:
+        verify_signature(
+            key,
+            parsed.value,
+            digest_bytes,
+            hash_name=parsed.hash_alg,
+            rsa_padding=_padding(parsed.algorithm, parsed.where),
+            prehashed=True,
+        )
+
+
+def chain_leaf(
+    parsed: ParsedSignature,
+    roots: Sequence[x509.Certificate],
+    *,
+    certificates: Sequence[x509.Certificate] = (),
+    issuer: str | None = None,
+    issuer_convention: IssuerConvention = "auto",
+    now: datetime | None = None,
+) -> x509.Certificate:
+    """The signing certificate of ``parsed``, its chain (embedded, else ``certificates``) validated up to one of
+    ``roots`` and the recorded ``issuer`` (and ``issuer``, when given) checked against it.
+
+    Raises:
+        VerificationError: ``unknown-key`` (no chain, or it reaches no root), ``expired-key``, ``policy-violation``.
+    """
+    chain = list(parsed.certificates) or list(certificates)
+    if parsed.certificates and certificates:
+        chain += [c for c in certificates if c not in parsed.certificates]
+    if not chain:
+        raise VerificationError(
+            f"signature {parsed.name!r} carries no certificate; give the chain with --cert",
+            reason=Reason.UNKNOWN_KEY,
+            subject=parsed.name,
+        )
+    leaf = validate_chain(chain, roots, now=now)
+    for pattern in (parsed.issuer, issuer):
+        if pattern:
+            check_issuer(pattern, leaf, convention=issuer_convention)
+    if not isinstance(leaf.public_key(), rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
+        raise VerificationError("signing certificate holds an unsupported key type", reason=Reason.POLICY_VIOLATION)
+    return leaf
 
 
 def verify_component_version(
@@ -335,93 +209,50 @@ def verify_component_version(
     issuer_convention: IssuerConvention = "auto",
     now: datetime | None = None,
 ) -> VerificationResult:
-    """Verify signature ``signature`` of ``cv`` with a public key, or with X.509 ``roots`` (plus ``certificates``
-    when the signature does not embed its chain). Digests of resources and references are recomputed."""
+    """Verify signature ``signature`` of ``cv`` with one public key, or with X.509 ``roots`` (plus ``certificates``
+    when the signature does not embed its chain). Digests of resources and references are recomputed.
+
+    The building block under :mod:`signery.formats.ocm`, which judges every signature against a trust set. A
+    ``signature`` that ``cv`` does not carry is a usage error listing the names it does carry.
+    """
     desc = cv.descriptor
     subject = desc.identity
-    entry = desc.signature(signature)
+    entries = desc.signatures
+    index, entry = next(((i, s) for i, s in enumerate(entries) if s.get("name") == signature), (0, None))
     if entry is None:
-        return VerificationResult(subject, ())
+        raise no_such_signature(desc, signature)
     if public_key is None and not roots:
         raise UsageError("give a public key or a root certificate to verify with", subject="--public-key")
-    where = f"signatures[{signature}]"
-    dig = entry.get("digest")
-    sig = entry.get("signature")
-    if not isinstance(dig, dict) or not isinstance(sig, dict):
-        raise MalformedError(f"{where}: digest and signature are required", subject=where)
-    norm = check_algorithm(str(dig.get("normalisationAlgorithm")), field=f"{where}.digest.normalisationAlgorithm")
-    h = hash_name(dig.get("hashAlgorithm"), field=f"{where}.digest.hashAlgorithm")
-    recorded = str(dig.get("value", "")).lower()
-    if not re.fullmatch(r"[0-9a-f]+", recorded) or len(recorded) != (64 if h == "sha256" else 128):
-        raise MalformedError(f"{where}.digest.value is not a {h} hex digest", subject=f"{where}.digest.value")
-    algorithm, raw, embedded = _decode_signature(sig, f"{where}.signature")
-    claims: dict[str, Any] = {
-        "name": desc.name,
-        "version": desc.version,
-        "signature": signature,
-        "algorithm": algorithm,
-        "normalisation": norm,
-        "hash": OCM_HASH_NAMES[h],
-        "digest": recorded,
-        "issuer": sig.get("issuer"),
-    }
+    parsed = parse_signature(entry, index=index)
+    claims: dict[str, Any] = {"name": desc.name, "version": desc.version, **parsed.claims()}
     kid: str | None = None
     try:
-        closure = _Closure()
-        checked = _closure_digest(
-            cv, repository or Repositories(), normalisation=norm, hash_alg=h, update=False, closure=closure
-        )
-        claims["unchecked_resources"] = closure.unchecked
-        actual = descriptor_digest(checked, normalisation=norm, hash_alg=h)
-        if norm == V1 and actual != recorded:  # OCM before the extraIdentity:null enforcement
-            actual = descriptor_digest(checked, normalisation=norm, hash_alg=h, v1_null_extra_identity=False)
-        if not _same_digest(recorded, actual):
-            raise TamperedError(
-                f"component descriptor {subject} does not match the digest signature {signature!r} signed",
-                subject="component descriptor",
-            )
+        claims["unchecked_resources"] = check_digest(parsed, DigestCache(cv, repository))
         key = public_key
         if key is None:
-            chain = list(embedded) or list(certificates)
-            if embedded and certificates:
-                chain += [c for c in certificates if c not in embedded]
-            if not chain:
-                raise VerificationError(
-                    f"signature {signature!r} carries no certificate; give the chain with --cert",
-                    reason=Reason.UNKNOWN_KEY,
-                    subject=signature,
-                )
-            leaf = validate_chain(chain, roots, now=now)
-            for pattern in (sig.get("issuer"), issuer):
-                if isinstance(pattern, str) and pattern:
-                    check_issuer(pattern, leaf, convention=issuer_convention)
-            leaf_key = leaf.public_key()
-            if not isinstance(leaf_key, rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
-                raise VerificationError(
-                    "signing certificate holds an unsupported key type", reason=Reason.POLICY_VIOLATION
-                )
-            key = leaf_key
-            claims["certificate"] = leaf.subject.rfc4514_string()
-        kid = key_id(key)
-        digest_bytes = bytes.fromhex(recorded)
-        if algorithm == ED25519:
-            if not isinstance(key, ed25519.Ed25519PublicKey):
-                raise VerificationError(
-                    "an ed25519 signature needs an Ed25519 key", reason=Reason.BAD_SIGNATURE, subject=kid
-                )
-            verify_signature(key, raw, digest_bytes)
-        else:
-            if not isinstance(key, rsa.RSAPublicKey):
-                raise VerificationError(
-                    f"an {algorithm} signature needs an RSA key", reason=Reason.BAD_SIGNATURE, subject=kid
-                )
-            verify_signature(
-                key, raw, digest_bytes, hash_name=h, rsa_padding=_padding(algorithm, where), prehashed=True
+            leaf = chain_leaf(
+                parsed, roots, certificates=certificates, issuer=issuer, issuer_convention=issuer_convention, now=now
             )
+            key = leaf.public_key()  # type: ignore[assignment]
+            claims["certificate"] = leaf.subject.rfc4514_string()
+        assert key is not None
+        kid = key_id(key)
+        check_value(parsed, key)
     except VerificationError as err:
         check = SignatureCheck(FORMAT, kid, reason=err.reason, detail=err.message, subject=err.subject, claims=claims)
         return VerificationResult(subject, (check,))
     return VerificationResult(subject, (SignatureCheck(FORMAT, kid, key_name=signature, claims=claims),))
+
+
+def no_such_signature(desc: Descriptor, name: str) -> UsageError:
+    """The error for a signature name the descriptor does not carry: the names it does carry, not ``unsigned``."""
+    names = [str(s.get("name")) for s in desc.signatures if isinstance(s, dict)]
+    present = ", ".join(repr(n) for n in names) if names else "none"
+    return UsageError(
+        f"{desc.identity} has no signature named {name!r} (its signatures: {present})",
+        subject=name,
+        hint="signery verify checks every signature; signery inspect lists them",
+    )
 
 
 def digest_component_version(
@@ -453,7 +284,15 @@ __all__ = [
     "RSA_PKCS1",
     "RSA_PSS",
     "SIGNING_ALGORITHMS",
+    "DigestCache",
+    "ParsedSignature",
+    "chain_leaf",
+    "check_digest",
+    "check_value",
     "digest_component_version",
+    "key_fits",
+    "no_such_signature",
+    "parse_signature",
     "sign_component_version",
     "verify_component_version",
 ]

@@ -21,6 +21,7 @@ from signery.errors import MalformedError, Reason, SigneryError, UnsafeArchiveEr
 from signery.formats import native, verify_detected
 from signery.keys import FileSigner, generate_private_key
 from signery.trust import Constraints, TrustSet, trusted_key_from_public
+from support import require_tool
 
 ALGS = ("ed25519", "ecdsa-p256", "ecdsa-p384", "rsa-2048")
 DIGESTS = ("sha256", "sha512", "blake3")
@@ -588,10 +589,11 @@ def test_a_package_rezipped_in_reverse_with_every_entry_recompressed_verifies(
     assert check(out, trust_of(a), signature=sidecar) == (True, None, None)
 
 
-@pytest.mark.skipif(shutil.which("7z") is None, reason="needs 7-Zip")
 @pytest.mark.parametrize("level", ["-mx0", "-mx9"])
 def test_a_package_rezipped_by_7zip_verifies(tmp_path: Path, signers: dict[str, FileSigner], level: str) -> None:
     import subprocess
+
+    require_tool("7z")
 
     s = signers["ed25519"]
     signed = native.sign(make_zip(tmp_path / "p.zip", {**FILES, **{n: n.encode() * 9 for n in ODD_NAMES}}), s)

@@ -96,9 +96,9 @@ def test_default_hash_follows_the_cpu_and_stays_overridable(pkg: Path, alice: op
 
 
 def test_plain_signer_without_identity_is_a_usage_error(pkg: Path, alice_key: ed25519.Ed25519PrivateKey) -> None:
-    with pytest.raises(UsageError, match="no OpenPGP identity") as err:
+    with pytest.raises(UsageError, match="is not an OpenPGP key") as err:
         fmt.sign(pkg, FileSigner(alice_key))
-    assert err.value.hint is not None and "bind_signer" in err.value.hint
+    assert err.value.hint is not None and "certificate=" in err.value.hint
     assert not pkg.with_name(pkg.name + ".sig").exists()
 
 

@@ -87,3 +87,57 @@ def large_descriptor_yaml(target_bytes: int = (8 << 20) - (64 << 10), signatures
         parts.append(_RESOURCE_YAML.format(i=i, hex=hexval, pairs=pairs))
     parts.append(signatures)
     return "".join(parts).encode()
+
+
+# -- the OCM format, as every caller sees it -------------------------------------------------------------------
+
+
+def trust_of(*keys: Any, **constraints: Any) -> Any:
+    """A trust set of these public (or private) keys, named k0, k1..., each with ``constraints``."""
+    from signery.trust import Constraints, TrustSet, trusted_key_from_public
+
+    def public(k: Any) -> Any:
+        return k.public_key() if hasattr(k, "private_bytes") else k
+
+    return TrustSet(
+        trusted_key_from_public(public(k), name=f"k{i}", constraints=Constraints(**constraints))
+        for i, k in enumerate(keys)
+    )
+
+
+def cert_trust(directory: Path, *certs: Any, **constraints: Any) -> Any:
+    """A trust set of these X.509 certificates, read as `signery trust add CERT.pem` reads them."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from signery.trust import Constraints, TrustSet, load_trusted_key_file
+
+    entries = []
+    directory.mkdir(parents=True, exist_ok=True)
+    for i, cert in enumerate(certs):
+        path = directory / f"anchor{i}.cert.pem"
+        path.write_bytes(cert.public_bytes(Encoding.PEM))
+        entries.append(load_trusted_key_file(path, name=f"root{i}", constraints=Constraints(**constraints)).key)
+    return TrustSet(entries)
+
+
+def ocm_sign(path: Path, key: Any, **options: Any) -> dict[str, Any]:
+    """Sign ``path`` through signery.formats.ocm.FORMAT; return the signature entry written."""
+    from signery.formats.ocm import FORMAT
+    from signery.keys import FileSigner
+    from signery.ocm import open_component_version
+
+    signer = key if hasattr(key, "key_id") else FileSigner(key)
+    written = FORMAT.sign(path, signer, options=FORMAT.options(**options))
+    cv, _ = open_component_version(written, component=options.get("component"))
+    entry = cv.descriptor.signature(options.get("signature_name", "signery"))
+    assert entry is not None
+    return entry
+
+
+def ocm_verify(path: Path, trust: Any, **kw: Any) -> Any:
+    """Verify ``path`` through the format (``kw`` go to signery.formats.ocm.verify: names, component, now...)."""
+    from signery.formats import ocm
+
+    if not kw:
+        return ocm.FORMAT.verify(path, trust=trust)
+    return ocm.verify(path, trust=trust, **kw)
