@@ -16,16 +16,25 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ssl
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from .errors import ConfigError, EnvironmentFailure, Reason, UsageError, VerificationError
-from .keys import HashName, PublicKey, RsaPadding, Signer, default_hash, key_id, load_public_key, verify_signature
+from ._internal import http as _http
+from .errors import ConfigError, EnvironmentFailure, MalformedError, Reason, SigneryError, UsageError, VerificationError
+from .keys import (
+    HashName,
+    PublicKey,
+    RsaPadding,
+    Signer,
+    _PublicHalf,
+    default_hash,
+    load_public_key,
+    verify_signature,
+)
 from .openpgp import OpenPGPSigner
 
 MAX_MESSAGE_BYTES = 64 * 1024  # what the service accepts; hash anything bigger locally and sign the digest
@@ -49,18 +58,32 @@ class RemoteKeyVersion:
     openpgp_certificate: str | None
 
 
-def tls_context(ca_file: str | Path) -> ssl.SSLContext:
-    """A client TLS context that trusts exactly the CA certificates in ``ca_file`` (PEM), e.g. a private CA."""
-    try:
-        return ssl.create_default_context(cafile=str(ca_file))
-    except FileNotFoundError:
-        raise ConfigError(f"CA file {ca_file} does not exist", subject=str(ca_file)) from None
-    except (ssl.SSLError, OSError, ValueError) as exc:
-        raise ConfigError(f"CA file {ca_file} holds no usable PEM certificates: {exc}", subject=str(ca_file)) from None
+tls_context = _http.tls_context  # where it was defined before signery._internal.http
+
+
+def _service_error(failure: _http.HttpFailure) -> SigneryError:
+    """The signing service's HTTP errors, with what to do about them."""
+    subject = failure.what
+    text = f"signing service refused {subject}: HTTP {failure.status}" + (
+        f": {failure.message}" if failure.message else ""
+    )
+    code = failure.status
+    if code == 401:
+        return ConfigError(text, subject=subject, hint="check SIGNERY_API_KEY")
+    if code == 403:
+        return ConfigError(text, subject=subject, hint="the API key lacks the scope for this key")
+    if code == 404:
+        return UsageError(text, reason=Reason.UNKNOWN_KEY, subject=subject)
+    if code in (400, 409, 413, 422):
+        return UsageError(text, subject=subject)
+    return EnvironmentFailure(text, subject=subject)
 
 
 class ServiceClient:
     """A small keep-alive HTTP client for the service's JSON API, mapping failures to signery errors.
+
+    Built on :class:`signery._internal.http.HttpClient`: answers are bounded (:data:`MAX_RESPONSE_BYTES`), 429
+    and 503 are retried as ``Retry-After`` asks (up to :data:`MAX_RETRIES` times, :data:`MAX_RETRY_WAIT` seconds).
 
     ``ca_file``: PEM CA certificates to trust for an ``https://`` server instead of the system's (a private CA).
     """
@@ -75,14 +98,23 @@ class ServiceClient:
     ) -> None:
         if not server.startswith(("http://", "https://")):
             raise UsageError(f"server {server!r} must be an http:// or https:// URL", subject=server)
-        self.server = server.rstrip("/")
         headers = {"User-Agent": "signery"}
         if api_key:
             headers["X-API-Key"] = api_key
-        verify: ssl.SSLContext | bool = tls_context(ca_file) if ca_file is not None else True
-        self._http = httpx.Client(
-            base_url=self.server, headers=headers, timeout=TIMEOUT, transport=transport, verify=verify
+        self._http = _http.HttpClient(
+            server,
+            headers=headers,
+            ca_file=ca_file,
+            timeout=TIMEOUT,
+            max_response_bytes=MAX_RESPONSE_BYTES,
+            service="signing service",
+            errors=_service_error,
+            retry_statuses=(429, 503),
+            max_retries=MAX_RETRIES,
+            max_retry_wait=MAX_RETRY_WAIT,
+            transport=transport,
         )
+        self.server = self._http.display_url
 
     def __repr__(self) -> str:  # never show the API key
         return f"ServiceClient({self.server!r})"
@@ -91,78 +123,16 @@ class ServiceClient:
         self._http.close()
 
     def request(self, method: str, path: str, *, json: Any = None, subject: str | None = None) -> Any:
-        for attempt in range(MAX_RETRIES + 1):
+        """The JSON answer of the service (``None`` for 204); failures as signery errors naming ``subject``."""
+        what = subject or path
+        with self._http.stream(method, path, json=json, what=what) as response:
             try:
-                with self._http.stream(method, path, json=json) as response:
-                    body = bytearray()
-                    for chunk in response.iter_bytes():
-                        body += chunk
-                        if len(body) > MAX_RESPONSE_BYTES:
-                            raise EnvironmentFailure(
-                                f"signing service sent an oversized response for {subject or path}",
-                                subject=subject or path,
-                            )
-                    response._content = bytes(body)
-            except httpx.HTTPError as exc:
-                untrusted = _certificate_error(exc)
-                if untrusted is not None:
-                    raise EnvironmentFailure(
-                        f"signing service {self.server} presented a certificate this client does not trust: "
-                        f"{untrusted.verify_message or untrusted.reason}",
-                        subject=self.server,
-                        hint="pass --ca-file (or set SIGNERY_CA_FILE) to the CA certificate that issued it",
-                    ) from exc
-                raise EnvironmentFailure(
-                    f"signing service {self.server} unreachable: {type(exc).__name__}: {exc}", subject=self.server
-                ) from exc
-            if response.status_code in (429, 503) and attempt < MAX_RETRIES:
-                wait = _retry_after(response, attempt)
-                if wait <= MAX_RETRY_WAIT:
-                    time.sleep(wait)
-                    continue
-            return self._decode(response, subject=subject or path)
-        raise AssertionError("unreachable")
-
-    def _decode(self, response: httpx.Response, *, subject: str) -> Any:
-        if len(response.content) > MAX_RESPONSE_BYTES:
-            raise EnvironmentFailure(f"signing service sent an oversized response for {subject}", subject=subject)
-        try:
-            body = response.json() if response.content else None
-        except ValueError:
-            body = None
-        if response.is_success:
-            if body is None and response.status_code != 204:
-                raise EnvironmentFailure(f"signing service sent no JSON for {subject}", subject=subject)
-            return body
-        error = body.get("error") if isinstance(body, dict) else None
-        message = error.get("message") if isinstance(error, dict) else None
-        text = f"signing service refused {subject}: HTTP {response.status_code}" + (f": {message}" if message else "")
-        code = response.status_code
-        if code == 401:
-            raise ConfigError(text, subject=subject, hint="check SIGNERY_API_KEY")
-        if code == 403:
-            raise ConfigError(text, subject=subject, hint="the API key lacks the scope for this key")
-        if code == 404:
-            raise UsageError(text, reason=Reason.UNKNOWN_KEY, subject=subject)
-        if code in (400, 409, 413, 422):
-            raise UsageError(text, subject=subject)
-        raise EnvironmentFailure(text, subject=subject)
-
-
-def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def _retry_after(response: httpx.Response, attempt: int) -> float:
-    try:
-        return float(response.headers.get("Retry-After", ""))
-    except ValueError:
-        return float(min(MAX_RETRY_WAIT, 0.5 * 2**attempt))
+                body = self._http.read_json(response, what=what)
+            except MalformedError as exc:  # not JSON, or JSON no parser should accept
+                raise EnvironmentFailure(f"signing service sent no JSON for {what}", subject=what) from exc
+        if body is None:
+            raise EnvironmentFailure(f"signing service sent no JSON for {what}", subject=what)
+        return body
 
 
 def _b64(data: bytes) -> str:
@@ -176,6 +146,16 @@ def _unb64(value: object, *, subject: str) -> bytes:
         return base64.b64decode(value, validate=True)
     except ValueError:
         raise EnvironmentFailure(f"signing service sent a malformed signature for {subject}", subject=subject) from None
+
+
+def _check_returned(verify: Callable[[], None], what: str, *, name: str) -> None:
+    """Run ``verify`` over what the service returned: a value that does not verify with key ``name`` is its failure."""
+    try:
+        verify()
+    except (VerificationError, UsageError) as exc:
+        raise EnvironmentFailure(
+            f"signing service returned {what} that does not verify with {name}", subject=name
+        ) from exc
 
 
 def fetch_key(client: ServiceClient, name: str, *, version: int | None = None) -> RemoteKeyVersion:
@@ -317,16 +297,11 @@ class RemoteSigner:
             raise EnvironmentFailure(f"signing service signed with another key than {key.key_id}", subject=self.name)
         return _unb64(reply.get("signature"), subject=self.name)
 
-    def _check(self, verify: Any) -> None:
-        try:
-            verify()
-        except (VerificationError, UsageError) as exc:
-            raise EnvironmentFailure(
-                f"signing service returned a signature that does not verify with {self.name}", subject=self.name
-            ) from exc
+    def _check(self, verify: Callable[[], None]) -> None:
+        _check_returned(verify, "a signature", name=self.name)
 
 
-class _OpenPGPServiceKey:
+class _OpenPGPServiceKey(_PublicHalf):
     """A :class:`~signery.keys.Signer` over a service OpenPGP key: it makes the raw values OpenPGP signs with.
 
     The service signs those only (``POST /v1/keys/NAME/openpgp-sign``): RSA PKCS#1 v1.5 over a digest, Ed25519
@@ -334,19 +309,12 @@ class _OpenPGPServiceKey:
     """
 
     def __init__(self, client: ServiceClient, key: RemoteKeyVersion, public: PublicKey) -> None:
-        self._client, self._key, self._public = client, key, public
+        super().__init__(public)
+        self._client, self._key = client, key
         self.name = key.name
-        self._key_id = key_id(public)
 
     def __repr__(self) -> str:
         return f"RemoteOpenPGPKey({self._client.server!r}, {self.name!r}, version={self._key.version})"
-
-    @property
-    def key_id(self) -> str:
-        return self._key_id
-
-    def public_key(self) -> PublicKey:
-        return self._public
 
     def sign(self, message: bytes, *, hash_name: HashName | None = None, rsa_padding: RsaPadding = "pss") -> bytes:
         if self._key.algorithm != "ed25519":
@@ -380,14 +348,8 @@ class _OpenPGPServiceKey:
             )
         return _unb64(reply.get("signature"), subject=self.name)
 
-    def _check(self, verify: Any) -> None:
-        try:
-            verify()
-        except (VerificationError, UsageError) as exc:
-            raise EnvironmentFailure(
-                f"signing service returned an OpenPGP signature that does not verify with {self.name}",
-                subject=self.name,
-            ) from exc
+    def _check(self, verify: Callable[[], None]) -> None:
+        _check_returned(verify, "an OpenPGP signature", name=self.name)
 
 
 class RemoteOpenPGPSigner(OpenPGPSigner):

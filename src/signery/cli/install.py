@@ -16,7 +16,18 @@ from typing import Any, TypeVar
 import click
 
 from ..errors import SigneryError, UsageError
-from ._common import command, emit_json, handle_errors, json_option, rename_paths, signery_home, trust_store_dir
+from ._common import (
+    Progress,
+    command,
+    emit_json,
+    existing_file_option,
+    handle_errors,
+    json_option,
+    rename_paths,
+    signery_home,
+    trust_store_dir,
+    trust_store_option,
+)
 
 T = TypeVar("T")
 
@@ -32,9 +43,7 @@ _POLICY = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Policy file (TOML). Default: $SIGNERY_HOME/policy.toml; environment variables override it.",
 )
-_TRUST_STORE = click.option(
-    "--trust-store", type=click.Path(file_okay=False, path_type=Path), help="Trust store directory."
-)
+_TRUST_STORE = trust_store_option()
 
 
 def load_host_policy(policy_file: Path | None) -> Any:
@@ -101,6 +110,31 @@ def _user_paths(
     return call
 
 
+def fetch_with_progress(registry: str, name: str, version: str | None, dest_dir: Path) -> Any:
+    """``fetch_package``, with a progress bar that moves as the package and its signatures arrive.
+
+    When an index key is trusted for ``registry`` (``signery registry trust-index``), its signed index is checked
+    first (not older than the last seen, not expired, signed by that key), the version is resolved from it, and
+    what the registry announces must be what it lists (else ``tampered``): nothing is downloaded otherwise.
+    """
+    from ..registry.client import RegistryClient, download_size
+    from ..registry.signed_index import RegistryTrust, check_against, fetch_signed_index
+
+    state = RegistryTrust(signery_home(), registry)
+    with RegistryClient(registry) as client:
+        signed = state.check(fetch_signed_index(client)) if state.keys else None
+        if signed is not None and version is None:
+            version = signed.find(name, None).version
+        index = client.version(name, version)
+        if signed is not None:
+            check_against(signed, index)
+        bar = Progress(download_size(index), f"fetch {index.ref}")
+        try:
+            return client.fetch_index(index, dest_dir, progress=bar.advance)
+        finally:
+            bar.close()
+
+
 def describe(record: Any) -> str:
     who = f"{record.signer_key_name} ({(record.signer_key_id or '')[:16]})" if record.signer_key_id else ""
     if record.status == "verified":
@@ -122,12 +156,17 @@ def describe(record: Any) -> str:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Take NAME[@VERSION] from a mirror bundle (air-gapped).",
 )
-@click.option(
+@existing_file_option(
+    "--index-key",
+    "index_keys",
+    multiple=True,
+    help="With --from: the bundle's signed index must be signed by this registry index key (PEM); repeatable.",
+)
+@existing_file_option(
     "--signature",
     "-s",
     "signatures",
     multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Detached signature (repeatable). Default for .tar.gz: PACKAGE.sig or PACKAGE.asc beside it.",
 )
 @json_option
@@ -141,6 +180,7 @@ def install(
     trust_store: Path | None,
     registry: str | None,
     bundle: Path | None,
+    index_keys: tuple[Path, ...],
     signatures: tuple[Path, ...],
     as_json: bool,
 ) -> None:
@@ -162,6 +202,8 @@ def install(
 
     if registry and bundle:
         raise UsageError("give --registry or --from, not both")
+    if index_keys and not bundle:
+        raise UsageError("--index-key checks a bundle's signed index: give --from BUNDLE", subject="--index-key")
     policy = load_host_policy(policy_file)  # a broken key configuration stops here, before any package is judged
     trust = load_host_trust(trust_store)
     options: dict[str, Any] = {
@@ -175,17 +217,19 @@ def install(
         name, version = _split_spec(package)
         with tempfile.TemporaryDirectory(prefix="signery-fetch-") as tmp:
             if registry:
-                from ..registry.client import fetch_package
-
-                fetched = _user_paths(fetch_package, {tmp: f"{registry.rstrip('/')}/{name}"})(
+                fetched = _user_paths(fetch_with_progress, {tmp: f"{registry.rstrip('/')}/{name}"})(
                     registry, name, version, Path(tmp)
                 )
                 source = f"{registry.rstrip('/')}/{fetched.name}@{fetched.version}"
             else:
+                from ..keys import load_public_key_file
                 from ..registry.mirror import open_bundle
 
                 assert bundle is not None
-                fetched = _user_paths(open_bundle, {tmp: f"{bundle}:{name}"})(bundle, name, version, Path(tmp))
+                keys = [load_public_key_file(k) for k in index_keys]
+                fetched = _user_paths(open_bundle, {tmp: f"{bundle}:{name}"})(
+                    bundle, name, version, Path(tmp), index_keys=keys
+                )
                 source = f"{bundle}:{fetched.name}@{fetched.version}"
             # Errors name what the user asked for (registry/NAME@VERSION, BUNDLE:NAME@VERSION), not the download.
             names = {str(fetched.path): source, tmp: source.rpartition("@")[0]}

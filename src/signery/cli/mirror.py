@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import UsageError
-from ._common import emit_json, group, handle_errors, json_option
+from ._common import Progress, emit_json, group, handle_errors, json_option
 from .publish import TOKEN_ENV
 
 
@@ -42,9 +42,16 @@ def export(refs: tuple[str, ...], registry: str, out: Path, as_json: bool) -> No
     Examples:
       signery mirror export hello@1.2.0 demo --registry http://registry.example.org --out bundle.tar
     """
-    from ..registry.mirror import export_bundle
+    from ..registry.client import RegistryClient, download_size
+    from ..registry.mirror import export_indexes, resolve_refs
 
-    exported = export_bundle(registry, [_parse_ref(r) for r in refs], out)
+    with RegistryClient(registry) as client:
+        indexes = resolve_refs(client, [_parse_ref(r) for r in refs])
+        bar = Progress(sum(download_size(ix) for ix in indexes), f"export {out.name}")
+        try:
+            exported = export_indexes(client, indexes, out, progress=bar.advance)
+        finally:
+            bar.close()
     if as_json:
         data = {"bundle": str(out), "packages": [ix.to_dict() for ix in exported]}
         emit_json(data, message=f"exported {len(exported)} package(s) to {out}")
@@ -66,12 +73,18 @@ def import_(bundle: Path, registry: str, as_json: bool) -> None:
     Examples:
       signery mirror import bundle.tar --registry http://127.0.0.1:8080
     """
-    from ..registry.mirror import import_bundle
+    from ..registry.client import RegistryClient
+    from ..registry.mirror import Bundle, import_packages
 
     token = os.environ.get(TOKEN_ENV)
     if not token:
         raise UsageError(f"set {TOKEN_ENV} to a publisher token", subject=TOKEN_ENV)
-    results = import_bundle(bundle, registry, token=token)
+    with Bundle(bundle) as b, RegistryClient(registry, token=token) as client:
+        bar = Progress(b.size(), f"import {bundle.name}")
+        try:
+            results = import_packages(b, client, progress=bar.advance)
+        finally:
+            bar.close()
     if as_json:
         created = sum(1 for _ix, c in results if c)
         data = {"packages": [{"created": c, **ix.to_dict()} for ix, c in results]}

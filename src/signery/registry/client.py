@@ -14,9 +14,8 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,27 +23,14 @@ from urllib.parse import quote
 
 import httpx
 
-from .._internal.files import staged_file
-from ..errors import (
-    ConflictError,
-    EnvironmentFailure,
-    MalformedError,
-    NotFoundError,
-    PolicyViolationError,
-    Reason,
-    SigneryError,
-    TamperedError,
-    UsageError,
-    VerificationError,
-)
+from .._internal.http import HttpClient, HttpFailure, Progress, error_for_status
+from ..errors import MalformedError, NotFoundError, SigneryError, TamperedError, UsageError
 from .index import PackageSummary, SignatureEntry, VersionIndex
 from .naming import Version, check_filename, check_name
 from .tokens import AuthenticationError
 
 DEFAULT_TIMEOUT = 60.0  # seconds without progress before a request is abandoned
 MAX_INDEX_SIZE = 4 << 20  # an index or search page is a few KiB; refuse to buffer a hostile endless JSON body
-UPLOAD_CHUNK = 1 << 20  # stream uploads in 1 MiB pieces: bounded memory for any package size
-DOWNLOAD_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -61,40 +47,11 @@ class FetchedPackage:
     sha256: str = ""
 
 
-def _error_from_response(response: httpx.Response, what: str) -> SigneryError:
-    """Rebuild the server's error (reason code and all) from its JSON body; never trust it to be well-formed."""
-    reason, message, subject = None, f"{what}: HTTP {response.status_code}", what
-    with contextlib.suppress(Exception):
-        err = response.json()["error"]
-        reason = Reason(err["reason"])
-        message = f"{what}: {str(err['message'])[:500]}"
-        subject = str(err.get("subject") or what)[:200]
-    status = response.status_code
-    if status == 401:
-        return AuthenticationError(message, subject=subject)
-    if status == 404:
-        return NotFoundError(message, subject=subject)
-    if status == 409:
-        return ConflictError(message, subject=subject)
-    if reason == Reason.TAMPERED:
-        return TamperedError(message, subject=subject)
-    if status in (403, 422):
-        if reason in (None, Reason.POLICY_VIOLATION):
-            return PolicyViolationError(message, subject=subject)
-        return VerificationError(message, reason=reason, subject=subject)
-    if 400 <= status < 500:
-        return MalformedError(message, reason=reason or Reason.MALFORMED, subject=subject)
-    return EnvironmentFailure(message, subject=subject)
-
-
-def _read_bounded(response: httpx.Response) -> None:
-    """Load at most :data:`MAX_INDEX_SIZE` of an error body (a hostile server may send an endless one)."""
-    body = bytearray()
-    for chunk in response.iter_bytes():
-        body += chunk
-        if len(body) > MAX_INDEX_SIZE:
-            break
-    response._content = bytes(body[:MAX_INDEX_SIZE])
+def _registry_error(failure: HttpFailure) -> SigneryError:
+    """The registry's HTTP errors, rebuilt from its reason codes (a missing or bad token is AuthenticationError)."""
+    if failure.status == 401:
+        return AuthenticationError(failure.text, subject=failure.subject or failure.what)
+    return error_for_status(failure)
 
 
 def land_files(index: VersionIndex, dest_dir: Path, produce: Callable[[str, str, int], Path]) -> FetchedPackage:
@@ -125,7 +82,10 @@ def land_files(index: VersionIndex, dest_dir: Path, produce: Callable[[str, str,
 
 
 class RegistryClient:
-    """One registry at ``base_url``. Use as a context manager (it holds a connection pool)."""
+    """One registry at ``base_url``. Use as a context manager (it holds a connection pool).
+
+    ``ca_file``: PEM CA certificates to trust for an ``https://`` registry instead of the system's.
+    """
 
     def __init__(
         self,
@@ -133,15 +93,28 @@ class RegistryClient:
         *,
         token: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        ca_file: str | Path | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise UsageError(f"registry URL must start with http:// or https://: {base_url!r}", subject=base_url)
-        self.base_url = base_url.rstrip("/")
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(
-            base_url=self.base_url, headers=headers, timeout=timeout, follow_redirects=False, transport=transport
+        headers = {"User-Agent": "signery"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = HttpClient(
+            base_url,
+            headers=headers,
+            ca_file=ca_file,
+            timeout=timeout,
+            max_response_bytes=MAX_INDEX_SIZE,
+            service="registry",
+            errors=_registry_error,
+            transport=transport,
         )
+        self.base_url = self._http.display_url
+
+    def __repr__(self) -> str:  # never the token
+        return f"RegistryClient({self.base_url!r})"
 
     def close(self) -> None:
         self._http.close()
@@ -152,26 +125,6 @@ class RegistryClient:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    # -- plumbing -----------------------------------------------------------------------------------------------
-
-    def _request_json(self, method: str, url: str, *, what: str, **kwargs: Any) -> Any:
-        try:
-            with self._http.stream(method, url, **kwargs) as response:
-                body = bytearray()
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) > MAX_INDEX_SIZE:
-                        raise MalformedError(f"{what}: response larger than {MAX_INDEX_SIZE} bytes", subject=url)
-                response._content = bytes(body)
-                if response.status_code >= 400:
-                    raise _error_from_response(response, what)
-                try:
-                    return response.json()
-                except ValueError as exc:
-                    raise MalformedError(f"{what}: response is not JSON", subject=url) from exc
-        except httpx.HTTPError as exc:
-            raise EnvironmentFailure(f"{what}: {exc.__class__.__name__}: {exc}", subject=self.base_url) from exc
-
     @staticmethod
     def _version_url(name: str, version: str) -> str:
         return f"/api/packages/{quote(check_name(name), safe='')}/{quote(str(Version(version)), safe='')}"
@@ -179,14 +132,14 @@ class RegistryClient:
     # -- reading ------------------------------------------------------------------------------------------------
 
     def search(self, query: str = "") -> list[PackageSummary]:
-        doc = self._request_json("GET", "/api/packages", params={"q": query}, what="search")
+        doc = self._http.request_json("GET", "/api/packages", params={"q": query}, what="search")
         if not isinstance(doc, list):
             raise MalformedError("search: response is not a list", subject=self.base_url)
         return [PackageSummary.from_dict(d) for d in doc]
 
     def package(self, name: str) -> PackageSummary:
         url = f"/api/packages/{quote(check_name(name), safe='')}"
-        summary = PackageSummary.from_dict(self._request_json("GET", url, what=name))
+        summary = PackageSummary.from_dict(self._http.request_json("GET", url, what=name))
         if summary.name.lower() != name.lower():
             raise TamperedError(f"asked for {name!r}, the registry answered for {summary.name!r}", subject=name)
         return summary
@@ -199,15 +152,25 @@ class RegistryClient:
                 raise NotFoundError(f"{name} has no published version", subject=name)
             version = latest
         ref = f"{name}@{version}"
-        index = VersionIndex.from_dict(self._request_json("GET", self._version_url(name, version), what=ref))
+        index = VersionIndex.from_dict(self._http.request_json("GET", self._version_url(name, version), what=ref))
         # The registry may be hostile: an index for another package or version must not pass for this one.
         if index.name.lower() != name.lower() or Version(index.version).key != Version(version).key:
             raise TamperedError(f"asked for {ref}, the registry answered with {index.ref}", subject=ref)
         return index
 
-    def fetch(self, name: str, version: str | None, dest_dir: Path) -> FetchedPackage:
-        """Download name@version and all its detached signatures into ``dest_dir``; see :func:`fetch_package`."""
+    def fetch(
+        self, name: str, version: str | None, dest_dir: Path, *, progress: Progress | None = None
+    ) -> FetchedPackage:
+        """Download name@version and all its detached signatures into ``dest_dir``; see :func:`fetch_package`.
+
+        ``progress`` is told the bytes of the package and its signatures as they arrive (increments); their total
+        is :func:`download_size` of the index.
+        """
         index = self.version(name, version)
+        return self.fetch_index(index, dest_dir, progress=progress)
+
+    def fetch_index(self, index: VersionIndex, dest_dir: Path, *, progress: Progress | None = None) -> FetchedPackage:
+        """Download what ``index`` (from :meth:`version`) announces; see :meth:`fetch`."""
         base = self._version_url(index.name, index.version)
         if any(s.filename == index.filename for s in index.signatures):
             raise MalformedError(f"{index.ref}: a signature has the package's file name", subject=index.filename)
@@ -216,52 +179,46 @@ class RegistryClient:
 
         def download(filename: str, sha256: str, size: int) -> Path:
             if filename == index.filename:
-                return self._download(f"{base}/download", sha256, size, dest_dir, index.ref)
-            url = f"{base}/signatures/{quote(filename, safe='')}"
-            return self._download(url, sha256, size, dest_dir, f"{index.ref}: {filename}")
+                url, what = f"{base}/download", index.ref
+            else:
+                url, what = f"{base}/signatures/{quote(filename, safe='')}", f"{index.ref}: {filename}"
+            return self._http.download(
+                url,
+                dest_dir,
+                what=what,
+                sha256=sha256,
+                size=size,
+                announced_by="the registry's index",
+                progress=progress,
+            )
 
         return land_files(index, dest_dir, download)
 
-    def _download(self, url: str, sha256: str, size: int, dest_dir: Path, what: str) -> Path:
-        """Stream ``url`` into a temporary file in ``dest_dir``; refuse a byte more than ``size`` or a wrong hash."""
-        with staged_file(dest_dir, sha256=sha256, size=size, what=what, announced_by="the registry's index") as out:
-            try:
-                with self._http.stream("GET", url) as response:
-                    if response.status_code >= 400:
-                        _read_bounded(response)
-                        raise _error_from_response(response, what)
-                    if response.status_code != 200:
-                        raise MalformedError(f"{what}: unexpected HTTP {response.status_code}", subject=url)
-                    for chunk in response.iter_raw(DOWNLOAD_CHUNK):
-                        out.write(chunk)
-            except httpx.HTTPError as exc:
-                raise EnvironmentFailure(f"{what}: {exc.__class__.__name__}: {exc}", subject=url) from exc
-        return out.path
+    def signed_index(self) -> bytes:
+        """The registry's signed index document, unverified (see :mod:`signery.registry.signed_index`)."""
+        from .signed_index import MAX_SIGNED_INDEX
+
+        with self._http.stream("GET", "/api/index", what="signed index") as response:
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > MAX_SIGNED_INDEX:
+                    raise MalformedError(f"the signed index is over {MAX_SIGNED_INDEX} bytes", subject="index")
+        return bytes(body)
 
     # -- publishing ---------------------------------------------------------------------------------------------
 
-    def upload(self, path: Path) -> str:
-        """Stream one file to ``POST /api/uploads``; returns the sha256 the server computed (checked against ours)."""
+    def upload(self, path: Path, *, progress: Progress | None = None) -> str:
+        """Stream one file to ``POST /api/uploads``; returns the sha256 the server computed (checked against ours).
+
+        ``progress`` is told the bytes sent as they go (increments).
+        """
         path = Path(path)
-        size = path.stat().st_size
-        local = hashlib.sha256()
-
-        def chunks() -> Iterator[bytes]:
-            with path.open("rb") as fh:
-                while chunk := fh.read(UPLOAD_CHUNK):
-                    local.update(chunk)
-                    yield chunk
-
-        doc = self._request_json(
-            "POST",
-            "/api/uploads",
-            content=chunks(),
-            headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
-            what=f"upload {path.name}",
-        )
-        if not isinstance(doc, dict) or doc.get("sha256") != local.hexdigest():
+        sent = self._http.upload("POST", "/api/uploads", path, what=f"upload {path.name}", progress=progress)
+        doc = sent.reply
+        if not isinstance(doc, dict) or doc.get("sha256") != sent.sha256 or doc.get("size") != sent.size:
             raise TamperedError(f"upload {path.name}: the registry stored different bytes", subject=str(path))
-        return local.hexdigest()
+        return sent.sha256
 
     def publish(
         self,
@@ -270,35 +227,54 @@ class RegistryClient:
         signatures: Sequence[Path] = (),
         name: str | None = None,
         version: str | None = None,
+        progress: Progress | None = None,
+        allow_unverifiable: bool = False,
     ) -> tuple[VersionIndex, bool]:
         """Upload a package and its detached signatures and publish them; returns the index and whether it is new.
 
         Publishing the same bytes again with more signatures adds the signatures (a name@version is immutable).
+        ``progress`` is told the bytes sent as they go (increments); their total is the files' sizes summed.
         """
         package = Path(package)
         check_filename(package.name, what="package file name")
         refs = []
         for sig in signatures:
             SignatureEntry(filename=Path(sig).name, sha256="0" * 64, size=0)  # name rules, before any upload
-        pkg_sha = self.upload(package)
+        pkg_sha = self.upload(package, progress=progress)
         for sig in signatures:
-            refs.append({"filename": Path(sig).name, "sha256": self.upload(Path(sig))})
+            refs.append({"filename": Path(sig).name, "sha256": self.upload(Path(sig), progress=progress)})
         body: dict[str, Any] = {"package": pkg_sha, "filename": package.name, "signatures": refs}
         if name is not None:
             body["name"] = name
         if version is not None:
             body["version"] = version
-        try:
-            with self._http.stream("POST", "/api/packages", json=body) as response:
-                _read_bounded(response)
-        except httpx.HTTPError as exc:
-            raise EnvironmentFailure(f"publish: {exc.__class__.__name__}: {exc}", subject=self.base_url) from exc
-        if response.status_code >= 400:
-            raise _error_from_response(response, f"publish {package.name}")
-        return VersionIndex.from_dict(response.json()), response.status_code == 201
+        if allow_unverifiable:
+            body["allow_unverifiable"] = True
+        created = False
+
+        def commit() -> Any:
+            nonlocal created
+            with self._http.stream("POST", "/api/packages", json=body, what=f"publish {package.name}") as response:
+                created = response.status_code == 201
+                return self._http.read_json(response, what=f"publish {package.name}")
+
+        return VersionIndex.from_dict(commit()), created
 
 
-def fetch_package(registry: str, name: str, version: str | None, dest_dir: Path) -> FetchedPackage:
+def download_size(index: VersionIndex) -> int:
+    """The bytes :meth:`RegistryClient.fetch` moves for ``index``: the package and every signature."""
+    return index.size + sum(s.size for s in index.signatures)
+
+
+def fetch_package(
+    registry: str,
+    name: str,
+    version: str | None,
+    dest_dir: Path,
+    *,
+    ca_file: str | Path | None = None,
+    progress: Progress | None = None,
+) -> FetchedPackage:
     """Download ``name@version`` (latest when None) and every detached signature from ``registry`` into ``dest_dir``.
 
     The package is streamed to a temporary file, checked against the index's size and SHA-256, and only then
@@ -310,8 +286,8 @@ def fetch_package(registry: str, name: str, version: str | None, dest_dir: Path)
         NotFoundError: no such package or version.
         EnvironmentFailure: the registry cannot be reached or fails.
     """
-    with RegistryClient(registry) as client:
-        return client.fetch(name, version, dest_dir)
+    with RegistryClient(registry, ca_file=ca_file) as client:
+        return client.fetch(name, version, dest_dir, progress=progress)
 
 
 def publish_package(
@@ -322,15 +298,36 @@ def publish_package(
     signatures: Sequence[Path] = (),
     name: str | None = None,
     version: str | None = None,
+    ca_file: str | Path | None = None,
+    progress: Progress | None = None,
+    allow_unverifiable: bool = False,
 ) -> tuple[VersionIndex, bool]:
-    """Publish ``package`` with its detached ``signatures`` to ``registry`` using a publisher token."""
-    with RegistryClient(registry, token=token) as client:
-        return client.publish(package, signatures=signatures, name=name, version=version)
+    """Publish ``package`` with its detached ``signatures`` to ``registry`` using a publisher token.
+
+    ``progress`` is told the bytes sent as they go (increments). ``allow_unverifiable`` publishes a package whose
+    signatures no host it is served to could verify (otherwise refused, ``policy-violation``).
+    """
+    with RegistryClient(registry, token=token, ca_file=ca_file) as client:
+        return client.publish(
+            package,
+            signatures=signatures,
+            name=name,
+            version=version,
+            progress=progress,
+            allow_unverifiable=allow_unverifiable,
+        )
 
 
-def search_packages(registry: str, query: str = "") -> list[PackageSummary]:
-    with RegistryClient(registry) as client:
+def search_packages(registry: str, query: str = "", *, ca_file: str | Path | None = None) -> list[PackageSummary]:
+    with RegistryClient(registry, ca_file=ca_file) as client:
         return client.search(query)
 
 
-__all__ = ["FetchedPackage", "RegistryClient", "fetch_package", "publish_package", "search_packages"]
+__all__ = [
+    "FetchedPackage",
+    "RegistryClient",
+    "download_size",
+    "fetch_package",
+    "publish_package",
+    "search_packages",
+]

@@ -12,9 +12,12 @@ from typing import Any
 
 from ..errors import MalformedError
 from .naming import Version, check_filename, check_name, check_sha256, check_signature_filename
-from .settings import MAX_SIGNATURE_SIZE, MAX_SIGNATURES_PER_VERSION
 
+# The limits every index obeys, the server's and the client's alike. They live here, not in settings, so that the
+# client (and a mirror) can read an index without importing what the server needs (SQLAlchemy, the database).
 MAX_PACKAGE_SIZE = 1 << 40  # what a client will accept from any index: 1 TiB, only to keep sizes sane integers
+MAX_SIGNATURE_SIZE = 1 << 20  # a detached signature (DSSE envelope, armored OpenPGP) is a few KiB; 1 MiB is ample
+MAX_SIGNATURES_PER_VERSION = 32  # author + countersignatures; more is abuse, and every one is served on each fetch
 
 
 def _size(value: Any, *, limit: int, what: str) -> int:
@@ -130,7 +133,7 @@ class PackageSummary:
     name: str
     latest: str | None
     versions: tuple[str, ...] = ()
-    signed: bool = False  # whether the latest version has at least one detached signature
+    signed: bool = False  # whether the latest version carries a signature: detached, or embedded in the package
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

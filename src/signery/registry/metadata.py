@@ -9,7 +9,7 @@ readers refuse is refused before anything is stored.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MalformedError, PolicyViolationError
@@ -38,6 +38,7 @@ class PackageMetadata:
     name: str
     version: str
     source: str | None = None
+    manifest: PackageManifest | None = field(default=None, compare=False, repr=False)
 
 
 def detect_metadata(path: Path, *, name: str | None = None, version: str | None = None) -> PackageMetadata:
@@ -74,7 +75,9 @@ def detect_metadata(path: Path, *, name: str | None = None, version: str | None 
 
 
 def _from_manifest(manifest: PackageManifest) -> PackageMetadata:
-    return PackageMetadata(check_name(manifest.name), str(Version(manifest.version)), source=manifest.entry)
+    return PackageMetadata(
+        check_name(manifest.name), str(Version(manifest.version)), source=manifest.entry, manifest=manifest
+    )
 
 
 __all__ = ["TAR_LIMITS", "PackageMetadata", "detect_metadata"]

@@ -3,6 +3,7 @@
 Bundle layout (an uncompressed POSIX tar, regular files only)::
 
     index.json                                   {"format": "signery-bundle/1", "packages": [VersionIndex...]}
+    signed-index.json                            the registry's signed index, when it serves one (optional)
     packages/<name>/<version>/<filename>         the package bytes
     packages/<name>/<version>/<signature file>   each detached signature, byte for byte
 
@@ -22,43 +23,81 @@ from pathlib import Path
 from typing import Any
 
 from .._internal.files import atomic_writer, staged_file
+from .._internal.http import Progress
+from .._internal.parse import load_json
 from ..archive import check_entry_name
-from ..errors import MalformedError, NotFoundError, TamperedError, UnsafeArchiveError
-from .client import FetchedPackage, RegistryClient, land_files
+from ..errors import MalformedError, NotFoundError, SigneryError, TamperedError, UnsafeArchiveError
+from ..keys import PublicKey
+from .client import FetchedPackage, RegistryClient, download_size, land_files
 from .index import VersionIndex
 from .naming import Version, latest_version
+from .signed_index import MAX_SIGNED_INDEX, SignedIndex, check_against, verify_index
 
 BUNDLE_FORMAT = "signery-bundle/1"
 MAX_BUNDLE_MEMBERS = 100_000  # inode and memory bound; a mirror of thousands of packages still fits
 MAX_INDEX_SIZE = 64 << 20  # the index of a very large mirror; beyond this it is an attack on the JSON parser
+SIGNED_INDEX_MEMBER = "signed-index.json"
 
 
 def _member_name(index: VersionIndex, filename: str) -> str:
     return f"packages/{index.name}/{index.version}/{filename}"
 
 
+def resolve_refs(client: RegistryClient, refs: Sequence[tuple[str, str | None]]) -> list[VersionIndex]:
+    """The index of each (name, version-or-latest), each name@version once, in the order first asked for."""
+    indexes: list[VersionIndex] = []
+    seen: set[tuple[str, str]] = set()
+    for name, version in refs:
+        index = client.version(name, version)
+        if (index.name, index.version) not in seen:
+            seen.add((index.name, index.version))
+            indexes.append(index)
+    return indexes
+
+
 def export_bundle(
-    registry: str, refs: Sequence[tuple[str, str | None]], out: Path, *, work_dir: Path | None = None
+    registry: str,
+    refs: Sequence[tuple[str, str | None]],
+    out: Path,
+    *,
+    work_dir: Path | None = None,
+    progress: Progress | None = None,
 ) -> list[VersionIndex]:
     """Fetch each (name, version-or-latest) with its signatures and write them, with an index, to ``out``.
 
     Every package is checked against the registry's index while it downloads (see :func:`fetch_package`); the
-    bundle is written atomically, so ``out`` is either complete or untouched.
+    bundle is written atomically, so ``out`` is either complete or untouched. ``progress`` is told the bytes
+    downloaded as they arrive (their total: :func:`~signery.registry.client.download_size` of each index).
     """
+    with RegistryClient(registry) as client:
+        return export_indexes(client, resolve_refs(client, refs), out, work_dir=work_dir, progress=progress)
+
+
+def export_indexes(
+    client: RegistryClient,
+    indexes: Sequence[VersionIndex],
+    out: Path,
+    *,
+    work_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> list[VersionIndex]:
+    """:func:`export_bundle` of indexes already looked up (:func:`resolve_refs`)."""
     exported: list[VersionIndex] = []
-    with tempfile.TemporaryDirectory(dir=work_dir) as tmp, RegistryClient(registry) as client:
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         fetched: list[tuple[VersionIndex, FetchedPackage]] = []
-        seen: set[tuple[str, str]] = set()
-        for name, version in refs:
-            index = client.version(name, version)
-            if (index.name, index.version) in seen:
-                continue
-            seen.add((index.name, index.version))
+        for index in indexes:
             dest = Path(tmp) / f"{len(fetched)}"
-            fetched.append((index, client.fetch(index.name, index.version, dest)))
+            fetched.append((index, client.fetch_index(index, dest, progress=progress)))
+        signed: bytes | None = None
+        try:
+            signed = client.signed_index()
+        except NotFoundError:
+            signed = None  # the registry signs no index
         with atomic_writer(Path(out)) as fh, tarfile.open(fileobj=fh, mode="w", format=tarfile.PAX_FORMAT) as tar:
             doc = {"format": BUNDLE_FORMAT, "packages": [ix.to_dict() for ix, _ in fetched]}
             _add_bytes(tar, "index.json", json.dumps(doc, indent=1).encode())
+            if signed is not None:
+                _add_bytes(tar, SIGNED_INDEX_MEMBER, signed)
             for index, got in fetched:
                 tar.add(str(got.path), arcname=_member_name(index, index.filename), recursive=False)
                 for sig in got.signatures:
@@ -86,6 +125,7 @@ class Bundle:
         try:
             self._members = self._vet()
             self.packages = self._read_index()
+            self.signed_index = self._read_signed_index()
         except BaseException:
             self._tar.close()
             raise
@@ -125,13 +165,39 @@ class Bundle:
             raise UnsafeArchiveError(f"index.json is {info.size} bytes", subject="index.json")
         fh = self._tar.extractfile(info)
         assert fh is not None
-        try:
-            doc: Any = json.loads(fh.read(MAX_INDEX_SIZE + 1))
-        except ValueError as exc:
-            raise MalformedError(f"{self.path}: index.json is not JSON", subject="index.json") from exc
+        doc: Any = load_json(fh.read(MAX_INDEX_SIZE + 1), source=f"{self.path}: index.json", max_bytes=MAX_INDEX_SIZE)
         if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT or not isinstance(doc.get("packages"), list):
             raise MalformedError(f"{self.path}: not a {BUNDLE_FORMAT} index", subject="index.json")
         return [VersionIndex.from_dict(d) for d in doc["packages"]]
+
+    def _read_signed_index(self) -> bytes | None:
+        info = self._members.get(SIGNED_INDEX_MEMBER)
+        if info is None:
+            return None
+        if info.size > MAX_SIGNED_INDEX:
+            raise UnsafeArchiveError(f"{SIGNED_INDEX_MEMBER} is {info.size} bytes", subject=SIGNED_INDEX_MEMBER)
+        fh = self._tar.extractfile(info)
+        assert fh is not None
+        return fh.read(MAX_SIGNED_INDEX + 1)
+
+    def check_signed_index(self, trusted: Sequence[PublicKey], *, last_version: int = 0) -> SignedIndex:
+        """Verify the registry's signed index the bundle carries (see :func:`signery.registry.signed_index.
+        verify_index`) and that every package of the bundle is what it lists (``tampered`` otherwise)."""
+        if self.signed_index is None:
+            raise TamperedError(f"{self.path.name} carries no signed index", subject=SIGNED_INDEX_MEMBER)
+        signed = verify_index(
+            self.signed_index, trusted=trusted, last_version=last_version, source=f"{self.path.name}: signed index"
+        )
+        for index in self.packages:
+            try:
+                check_against(signed, index)
+            except SigneryError as err:
+                raise TamperedError(f"{self.path.name}: {err.message}", subject=index.ref) from None
+        return signed
+
+    def size(self) -> int:
+        """The bytes of every package and signature the bundle's index lists (what an import uploads)."""
+        return sum(download_size(ix) for ix in self.packages)
 
     def find(self, name: str, version: str | None) -> VersionIndex:
         candidates = [ix for ix in self.packages if ix.name.lower() == name.lower()]
@@ -167,11 +233,19 @@ class Bundle:
         return out.path
 
 
-def open_bundle(bundle: Path, name: str, version: str | None, dest_dir: Path) -> FetchedPackage:
+def open_bundle(
+    bundle: Path,
+    name: str,
+    version: str | None,
+    dest_dir: Path,
+    *,
+    index_keys: Sequence[PublicKey] = (),
+) -> FetchedPackage:
     """Take ``name@version`` (latest when None) and its signatures out of a mirror bundle into ``dest_dir``.
 
-    For air-gapped ``install --from bundle.tar``: the result is checked against the bundle's index only; verify
-    it with the local trust store before trusting it.
+    For air-gapped ``install --from bundle.tar``: the result is checked against the bundle's index; verify it with
+    the local trust store before trusting it. With ``index_keys`` the bundle's signed index must be signed by one of
+    them, unexpired, and list every package exactly as the bundle holds it (:meth:`Bundle.check_signed_index`).
 
     Raises:
         UnsafeArchiveError: links, traversal, duplicates or oversized members in the bundle.
@@ -179,17 +253,45 @@ def open_bundle(bundle: Path, name: str, version: str | None, dest_dir: Path) ->
         NotFoundError: the bundle does not hold that package.
     """
     with Bundle(bundle) as b:
+        if index_keys:
+            b.check_signed_index(index_keys)
         return b.extract(b.find(name, version), dest_dir)
 
 
-def import_bundle(bundle: Path, registry: str, *, token: str) -> list[tuple[VersionIndex, bool]]:
-    """Publish every package of a bundle, with all its signatures, to ``registry``."""
+def import_bundle(
+    bundle: Path, registry: str, *, token: str, progress: Progress | None = None
+) -> list[tuple[VersionIndex, bool]]:
+    """Publish every package of a bundle, with all its signatures, to ``registry``.
+
+    ``progress`` is told the bytes uploaded as they go (their total: :meth:`Bundle.size`).
+    """
+    with Bundle(bundle) as b, RegistryClient(registry, token=token) as client:
+        return import_packages(b, client, progress=progress)
+
+
+def import_packages(
+    bundle: Bundle, client: RegistryClient, *, progress: Progress | None = None
+) -> list[tuple[VersionIndex, bool]]:
+    """:func:`import_bundle` of a bundle already open, to a registry already connected."""
     results = []
-    with Bundle(bundle) as b, RegistryClient(registry, token=token) as client, tempfile.TemporaryDirectory() as tmp:
-        for i, index in enumerate(b.packages):
-            got = b.extract(index, Path(tmp) / str(i))
-            results.append(client.publish(got.path, signatures=got.signatures, name=index.name, version=index.version))
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, index in enumerate(bundle.packages):
+            got = bundle.extract(index, Path(tmp) / str(i))
+            results.append(
+                client.publish(
+                    got.path, signatures=got.signatures, name=index.name, version=index.version, progress=progress
+                )
+            )
     return results
 
 
-__all__ = ["BUNDLE_FORMAT", "Bundle", "export_bundle", "import_bundle", "open_bundle"]
+__all__ = [
+    "BUNDLE_FORMAT",
+    "Bundle",
+    "export_bundle",
+    "export_indexes",
+    "import_bundle",
+    "import_packages",
+    "open_bundle",
+    "resolve_refs",
+]

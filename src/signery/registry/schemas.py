@@ -28,6 +28,10 @@ class PublishRequest(BaseModel):
     name: str | None = Field(default=None, max_length=MAX_NAME_LENGTH, description="when the package has no manifest")
     version: str | None = Field(default=None, max_length=MAX_VERSION_LENGTH)
     signatures: list[SignatureRef] = Field(default_factory=list, max_length=MAX_SIGNATURES_PER_PUBLISH)
+    allow_unverifiable: bool = Field(
+        default=False,
+        description="publish even though no host the package is served to could verify its signatures",
+    )
 
 
 class UploadPublic(BaseModel):

@@ -7,16 +7,20 @@ stores and serves bytes, and never vouches for them.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from .._internal.files import atomic_write_bytes, read_bounded
+from .._internal.parse import load_json
 from ..errors import (
     ConflictError,
     MalformedError,
@@ -25,8 +29,10 @@ from ..errors import (
     Reason,
     SigneryError,
 )
+from ..package import PackageManifest
 from .blobs import BlobStore
 from .db import open_engine, session_factory
+from .hosts import check_publishable, dify_checksum
 from .index import PackageSummary, SignatureEntry, VersionIndex
 from .metadata import detect_metadata
 from .models import Package, PackageVersion, Signature, Token
@@ -56,6 +62,9 @@ from .tokens import (
 
 MAX_SEARCH_RESULTS = 100  # one page of results; a query is not a way to dump the registry
 MAX_QUERY_LENGTH = 128  # longer than any package name
+EMBEDDED_DIR = "embedded"  # data_dir/embedded/<sha256>: the signature formats a published blob carries inside
+MANIFEST_DIR = "manifests"  # data_dir/manifests/<sha256>: the parsed manifest the host protocols serve from
+MANIFEST_RECORD_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -106,6 +115,7 @@ class RegistryStore:
         self.engine = engine if engine is not None else open_engine(settings)
         self._sessions = session_factory(self.engine)
         self.blobs = BlobStore(settings.blob_dir, settings.staging_dir)
+        self.generation = 0  # bumped by every commit this process makes; readers' caches key on it
 
     def close(self) -> None:
         self.engine.dispose()
@@ -172,6 +182,7 @@ class RegistryStore:
         signatures: Sequence[SignatureUpload] = (),
         name: str | None = None,
         version: str | None = None,
+        allow_unverifiable: bool = False,
     ) -> tuple[VersionIndex, bool]:
         """Publish staged bytes as name@version, or add signatures to an existing identical version.
 
@@ -181,7 +192,9 @@ class RegistryStore:
 
         Raises:
             ConflictError: name@version exists with different bytes (immutability), or a signature name clash.
-            PolicyViolationError: scope, --require-signatures, or metadata that disagrees with name/version.
+            PolicyViolationError: scope, --require-signatures, metadata that disagrees with name/version, or
+                signatures that no host the package is served to could verify (:func:`hosts.check_publishable`),
+                unless ``allow_unverifiable``.
             UnsafeArchiveError / MalformedError: the package itself.
         """
         check_sha256(package_sha256)
@@ -189,7 +202,7 @@ class RegistryStore:
         if len(signatures) > MAX_SIGNATURES_PER_PUBLISH:
             raise MalformedError(f"at most {MAX_SIGNATURES_PER_PUBLISH} signatures per publish", subject="signatures")
         try:
-            return self._publish(publisher, package_sha256, filename, signatures, name, version)
+            return self._publish(publisher, package_sha256, filename, signatures, name, version, allow_unverifiable)
         except SigneryError:
             # A refused publish leaves nothing behind: not in the store, not even in the staging area.
             for digest in (package_sha256, *(sig.sha256 for sig in signatures)):
@@ -205,12 +218,14 @@ class RegistryStore:
         signatures: Sequence[SignatureUpload],
         name: str | None,
         version: str | None,
+        allow_unverifiable: bool = False,
     ) -> tuple[VersionIndex, bool]:
         staged = self._staged(package_sha256, max_size=self.settings.max_upload_size, what="package")
         if staged is None:
             return self._add_signatures_to_existing(publisher, package_sha256, signatures, name, version)
         meta = detect_metadata(staged, name=name, version=version)
         publisher.check_may_publish(meta.name)
+        embedded = embedded_formats(staged)  # what the package carries inside itself, judged by no one here
         for sig in signatures:
             self._staged_or_stored(sig.sha256, max_size=MAX_SIGNATURE_SIZE, what=f"signature {sig.filename}")
         with self.session() as s:
@@ -230,8 +245,19 @@ class RegistryStore:
                     reason=Reason.UNSIGNED,
                     subject=f"{meta.name}@{meta.version}",
                 )
+            if not allow_unverifiable:
+                check_publishable(
+                    kind=meta.manifest.kind if meta.manifest is not None else None,
+                    ref=f"{meta.name}@{meta.version}",
+                    signatures=[(sig.filename, self._signature_bytes(sig.sha256)) for sig in signatures],
+                    embedded=embedded,
+                    protocols=self.settings.protocols,
+                    kibana_keys=self.settings.kibana_keys,
+                )
             sig_rows = self._signature_rows(signatures, publisher)
             self.blobs.promote(package_sha256)
+            self._record_embedded(package_sha256, embedded)
+            self._record_manifest(package_sha256, meta.manifest)
             pkg = s.scalars(select(Package).where(Package.name_key == name_key(meta.name))).first()
             if pkg is None:
                 pkg = Package(name=meta.name, name_key=name_key(meta.name))
@@ -255,6 +281,7 @@ class RegistryStore:
                     f"{meta.name}@{meta.version} was published concurrently; retry to see whether the bytes match",
                     subject=f"{meta.name}@{meta.version}",
                 ) from None
+            self.generation += 1
             return self._index(row, pkg.name), True
 
     def _add_signatures_to_existing(
@@ -307,6 +334,7 @@ class RegistryStore:
         except IntegrityError:
             s.rollback()
             raise ConflictError("a signature was added concurrently; retry", subject=row.package.name) from None
+        self.generation += 1
         return self._index(row, row.package.name), False
 
     def _signature_rows(self, signatures: Sequence[SignatureUpload], publisher: Publisher) -> list[Signature]:
@@ -322,6 +350,12 @@ class RegistryStore:
                 Signature(filename=sig.filename, sha256=sig.sha256, size=staged_size(path), publisher=publisher.name)
             )
         return rows
+
+    def _signature_bytes(self, sha256: str) -> bytes:
+        path = self.blobs.staged_path(sha256)
+        if not path.is_file():
+            path = self.blobs.path(sha256)
+        return read_bounded(path, MAX_SIGNATURE_SIZE, what="signature")
 
     def _staged(self, sha256: str, *, max_size: int, what: str) -> Path | None:
         path = self.blobs.staged_path(sha256)
@@ -381,12 +415,100 @@ class RegistryStore:
             )
             return [self._summary(p) for p in s.scalars(stmt)]
 
-    @staticmethod
-    def _summary(pkg: Package) -> PackageSummary:
+    def _summary(self, pkg: Package) -> PackageSummary:
         versions = sorted((v for v in pkg.versions), key=lambda v: Version(v.version), reverse=True)
         latest = latest_version([v.version for v in versions])
-        signed = any(v.version == latest and v.signatures for v in versions)
+        newest = [v for v in versions if v.version == latest]
+        signed = any(v.signatures or self.embedded_formats(v.sha256) for v in newest)
         return PackageSummary(name=pkg.name, latest=latest, versions=tuple(v.version for v in versions), signed=signed)
+
+    # -- what a package carries ---------------------------------------------------------------------------------
+
+    def _embedded_record(self, sha256: str) -> Path:
+        return self.settings.data_dir / EMBEDDED_DIR / check_sha256(sha256)
+
+    def _record_embedded(self, sha256: str, formats: Sequence[str]) -> None:
+        path = self._embedded_record(sha256)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, json.dumps({"formats": list(formats)}).encode())
+
+    def embedded_formats(self, sha256: str) -> tuple[str, ...]:
+        """The signature formats embedded in the published blob ``sha256`` (a native entry, a Dify ZIP comment).
+
+        Recorded when the blob is published (:func:`embedded_formats` of the package); a blob published before
+        this record existed is examined once, on first asking, and recorded then. Detached signatures are rows.
+        """
+        path = self._embedded_record(sha256)
+        with contextlib.suppress(OSError, SigneryError):
+            doc = load_json(read_bounded(path, 4096, what="embedded-formats record"), source=str(path))
+            formats = doc.get("formats") if isinstance(doc, dict) else None
+            if isinstance(formats, list) and all(isinstance(f, str) for f in formats):
+                return tuple(formats)
+        if not self.blobs.has(sha256):
+            return ()
+        found = embedded_formats(self.blobs.path(sha256))
+        with contextlib.suppress(OSError):
+            self._record_embedded(sha256, found)
+        return found
+
+    def _manifest_path(self, sha256: str) -> Path:
+        return self.settings.data_dir / MANIFEST_DIR / check_sha256(sha256)
+
+    def _record_manifest(self, sha256: str, manifest: PackageManifest | None) -> dict[str, Any]:
+        record: dict[str, Any] = {"format": MANIFEST_RECORD_FORMAT, "kind": None}
+        if manifest is not None:
+            record.update(
+                kind=manifest.kind,
+                name=manifest.name,
+                version=manifest.version,
+                author=manifest.author,
+                entry=manifest.entry,
+                doc=json.loads(json.dumps(manifest.doc, default=str)),  # YAML dates and the like, as text
+            )
+            if manifest.kind == "dify":
+                with contextlib.suppress(SigneryError, OSError):
+                    record["dify_checksum"] = dify_checksum(self.blobs.path(sha256))
+        path = self._manifest_path(sha256)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, json.dumps(record).encode())
+        return record
+
+    def manifest_record(self, sha256: str) -> dict[str, Any]:
+        """What the host protocols know of the published blob ``sha256``: its manifest's ``kind`` (``None`` when
+        it has none), ``name``, ``version``, ``author``, ``entry``, the parsed ``doc``, and for Dify packages the
+        daemon's ``dify_checksum``. Recorded at publish; a blob published before is read once, then recorded."""
+        path = self._manifest_path(sha256)
+        with contextlib.suppress(OSError, SigneryError):
+            doc = load_json(read_bounded(path, 8 << 20, what="manifest record"), source=str(path))
+            if isinstance(doc, dict) and doc.get("format") == MANIFEST_RECORD_FORMAT:
+                return doc
+        manifest: PackageManifest | None = None
+        with contextlib.suppress(SigneryError, OSError):
+            manifest = detect_metadata(self.blobs.path(sha256)).manifest
+        return self._record_manifest(sha256, manifest)
+
+    def all_versions(self, *, after_id: int = 0, ids: Sequence[int] = ()) -> list[tuple[int, VersionIndex]]:
+        """``(row id, index)`` of every published version with a row id above ``after_id`` (or those in ``ids``)."""
+        with self.session() as s:
+            stmt = select(PackageVersion).options(
+                selectinload(PackageVersion.signatures), selectinload(PackageVersion.package)
+            )
+            stmt = stmt.where(PackageVersion.id.in_(list(ids))) if ids else stmt.where(PackageVersion.id > after_id)
+            return [(row.id, self._index(row, row.package.name)) for row in s.scalars(stmt.order_by(PackageVersion.id))]
+
+    def high_water(self) -> tuple[int, int]:
+        """The highest version and signature row ids: what changes when anything is published."""
+        with self.session() as s:
+            v = s.scalar(select(func.max(PackageVersion.id))) or 0
+            g = s.scalar(select(func.max(Signature.id))) or 0
+            return int(v), int(g)
+
+    def versions_with_signatures_after(self, signature_id: int) -> list[int]:
+        with self.session() as s:
+            return sorted(set(s.scalars(select(Signature.version_id).where(Signature.id > signature_id))))
+
+    def read_signature(self, sha256: str) -> bytes:
+        return read_bounded(self.blobs.path(sha256), MAX_SIGNATURE_SIZE, what="signature")
 
     @staticmethod
     def _index(row: PackageVersion, name: str) -> VersionIndex:
@@ -412,4 +534,19 @@ def staged_size(path: Path) -> int:
     return path.stat().st_size
 
 
-__all__ = ["RegistryStore", "SignatureUpload", "SigneryError", "TokenInfo"]
+def embedded_formats(package: Path) -> tuple[str, ...]:
+    """The formats whose signatures ``package`` carries inside itself, by :func:`signery.formats.detect_formats`.
+
+    Only formats that embed count: a blob has no files beside it, and detached signatures are recorded as such.
+    Whether any of them verifies is not the registry's to say; a package whose signature cannot even be read
+    counts as carrying none.
+    """
+    from ..formats import detect_formats, get_format
+
+    try:
+        return tuple(name for name in detect_formats(package) if get_format(name).embeds)
+    except (SigneryError, OSError, ValueError):
+        return ()
+
+
+__all__ = ["RegistryStore", "SignatureUpload", "SigneryError", "TokenInfo", "embedded_formats"]

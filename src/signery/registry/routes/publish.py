@@ -64,6 +64,7 @@ async def publish(body: PublishRequest, store: StoreDep, publisher: PublisherDep
             signatures=sigs,
             name=body.name,
             version=body.version,
+            allow_unverifiable=body.allow_unverifiable,
         )
     )
     response.status_code = 201 if created else 200
