@@ -15,22 +15,18 @@ collection walking it on the request path would cost tens of milliseconds of tai
 from __future__ import annotations
 
 import gc
-import multiprocessing
 import os
-import signal
 import socket
 import sys
-import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 
-from ..errors import ConfigError, EnvironmentFailure
+from ..errors import ConfigError
 from ..keys import Signer
-from ..service.runner import DEFAULT_SWITCH_INTERVAL, MAX_WORKERS, Listen, listening_sockets
+from ..service.runner import DEFAULT_SWITCH_INTERVAL, MAX_WORKERS, Listen, supervise
 from .settings import RegistrySettings
 
 WORKER_STARTUP_SECONDS = 600.0  # loading a large catalogue takes a while; a worker exiting sooner failed to start
@@ -109,42 +105,15 @@ def _worker(settings: RegistrySettings, listen: Listen, sock: socket.socket) -> 
 
 
 def _supervise(settings: RegistrySettings, listen: Listen, workers: int) -> None:
-    """Run ``workers`` worker processes until SIGINT/SIGTERM; replace one that dies, unless it failed to start."""
-    sockets = listening_sockets(listen, workers)
-    spawn = multiprocessing.get_context("spawn")
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-
-    def start(i: int) -> tuple[Any, float]:
-        process = spawn.Process(target=_worker, args=(settings, listen, sockets[i]), name="signery-registry")
-        process.start()
-        return process, time.monotonic()
-
-    running = [start(i) for i in range(workers)]
-    failed = False
-    try:
-        while not stop.wait(0.5):
-            for i, (process, started) in enumerate(running):
-                if process.is_alive() or stop.is_set():
-                    continue
-                if process.exitcode >= 0 and time.monotonic() - started < WORKER_STARTUP_SECONDS:
-                    failed = True
-                    stop.set()
-                    break
-                running[i] = start(i)
-    finally:
-        for process, _ in running:
-            if process.is_alive():
-                process.terminate()
-        for process, _ in running:
-            process.join(timeout=30)
-            if process.is_alive():
-                process.kill()
-        for sock in set(sockets):
-            sock.close()
-    if failed:
-        raise EnvironmentFailure("a registry worker process failed to start (its error is logged above)")
-
+    """The registry's worker processes, under the signing service's one supervisor."""
+    supervise(
+        _worker,
+        lambda sock: (settings, listen, sock),
+        listen=listen,
+        workers=workers,
+        name="signery-registry",
+        what="a registry worker process",
+        startup_seconds=WORKER_STARTUP_SECONDS,
+    )
 
 __all__ = ["app_for", "serve", "uvicorn_config"]

@@ -125,7 +125,7 @@ def _worker(settings: Settings, listen: Listen, sock: socket.socket, switch_inte
     uvicorn.Server(uvicorn.Config(app, **listen.uvicorn_options())).run(sockets=[sock])
 
 
-def _listening_sockets(listen: Listen, workers: int) -> list[socket.socket]:
+def listening_sockets(listen: Listen, workers: int) -> list[socket.socket]:
     """One ``SO_REUSEPORT`` socket per worker (or one for all where the option does not exist), all listening."""
     reuse_port = hasattr(socket, "SO_REUSEPORT")
     sockets: list[socket.socket] = []
@@ -150,16 +150,41 @@ def _listening_sockets(listen: Listen, workers: int) -> list[socket.socket]:
 
 
 def _supervise(settings: Settings, listen: Listen, workers: int, switch_interval: float) -> None:
-    """Run ``workers`` worker processes until SIGINT/SIGTERM; replace one that dies, unless it failed to start."""
-    sockets = _listening_sockets(listen, workers)
+    """The signing service's worker processes (see :func:`supervise`)."""
+    supervise(
+        _worker,
+        lambda sock: (settings, listen, sock, switch_interval),
+        listen=listen,
+        workers=workers,
+        name="signery-worker",
+        what="a server worker process",
+        startup_seconds=WORKER_STARTUP_SECONDS,
+    )
+
+
+def supervise(
+    target: Callable[..., None],
+    args_for: Callable[[socket.socket], tuple[Any, ...]],
+    *,
+    listen: Listen,
+    workers: int,
+    name: str,
+    what: str,
+    startup_seconds: float,
+) -> None:
+    """Run ``workers`` processes of ``target(*args_for(socket))`` until SIGINT/SIGTERM, each on its listening
+    socket; replace one that dies, unless it failed to start (exited by itself within ``startup_seconds``).
+
+    Shared by the signing service and the registry: one supervisor, one shutdown order.
+    """
+    sockets = listening_sockets(listen, workers)
     spawn = multiprocessing.get_context("spawn")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
     def start(i: int) -> tuple[Any, float]:
-        args = (settings, listen, sockets[i], switch_interval)
-        process = spawn.Process(target=_worker, args=args, name="signery-worker", daemon=False)
+        process = spawn.Process(target=target, args=args_for(sockets[i]), name=name, daemon=False)
         process.start()
         return process, time.monotonic()
 
@@ -171,7 +196,7 @@ def _supervise(settings: Settings, listen: Listen, workers: int, switch_interval
                 if process.is_alive() or stop.is_set():
                     continue
                 # exitcode < 0: killed by a signal (OOM killer, an operator): replace it; >= 0: it gave up itself
-                if process.exitcode >= 0 and time.monotonic() - started < WORKER_STARTUP_SECONDS:
+                if process.exitcode >= 0 and time.monotonic() - started < startup_seconds:
                     failed = True
                     stop.set()
                     break
@@ -187,7 +212,6 @@ def _supervise(settings: Settings, listen: Listen, workers: int, switch_interval
         for sock in set(sockets):
             sock.close()
     if failed:
-        raise EnvironmentFailure("a server worker process failed to start (its error is logged above)")
+        raise EnvironmentFailure(f"{what} failed to start (its error is logged above)")
 
-
-__all__ = ["DEFAULT_SWITCH_INTERVAL", "Listen", "app_for", "serve"]
+__all__ = ["DEFAULT_SWITCH_INTERVAL", "Listen", "app_for", "listening_sockets", "serve", "supervise"]
