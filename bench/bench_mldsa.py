@@ -55,6 +55,7 @@ def main() -> int:
     ap.add_argument("--cli-repeat", type=int, default=10)
     args = ap.parse_args()
 
+    from signery import hybrid as bundles
     from signery import keys
     from signery.formats import native
     from signery.trust import TrustSet, trusted_key_from_bundle, trusted_key_from_public
@@ -65,8 +66,8 @@ def main() -> int:
             "ed25519": keys.FileSigner(keys.generate_private_key("ed25519")),
             "ml-dsa-65": keys.FileSigner(keys.generate_private_key("ml-dsa-65")),
         }
-        ed, ml = keys.generate_hybrid_keys()
-        hybrid = keys.HybridSigner(keys.FileSigner(ed), keys.FileSigner(ml))
+        ed, ml = bundles.generate_hybrid_keys()
+        hybrid = bundles.HybridSigner(keys.FileSigner(ed), keys.FileSigner(ml))
         signed: dict[str, Path] = {}
         trust: dict[str, TrustSet] = {}
         pubs: dict[str, Path] = {}
@@ -80,7 +81,7 @@ def main() -> int:
         signed["hybrid"] = native.sign(pkg, hybrid, claims={"name": "demo"})
         trust["hybrid"] = TrustSet([trusted_key_from_bundle(ed.public_key(), ml.public_key(), name="hybrid")])
         pubs["hybrid"] = root / "hybrid.public.pem"
-        pubs["hybrid"].write_bytes(keys.hybrid_public_pem(ed.public_key(), ml.public_key()))
+        pubs["hybrid"].write_bytes(bundles.hybrid_public_pem(ed.public_key(), ml.public_key()))
         for name in signed:
             assert native.verify(signed[name], trust=trust[name]).verified, name
 

@@ -194,7 +194,8 @@ def load_signer(
         from . import openpgp
 
         return openpgp.load_signer(data, passphrase=secret, source=str(path))
-    from .keys import FileSigner, is_hybrid_pem, load_hybrid_signer, load_private_key
+    from .hybrid import load_hybrid_signer
+    from .keys import FileSigner, is_hybrid_pem, load_private_key
 
     if is_hybrid_pem(data):  # an Ed25519 + ML-DSA-65 bundle: one hybrid envelope signed by both halves
         return load_hybrid_signer(data, passphrase=secret, source=str(path))

@@ -15,11 +15,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, mldsa
 
+from signery import hybrid as bundles
 from signery import keys
 from signery.cli import cli
 from signery.errors import MalformedError, Reason, UsageError, VerificationError
 from signery.formats import native
-from signery.keys import FileSigner, HybridSigner
+from signery.hybrid import HybridSigner
+from signery.keys import FileSigner
 from signery.trust import (
     TrustedKey,
     TrustSet,
@@ -39,7 +41,7 @@ def pq() -> FileSigner:
 
 @pytest.fixture(scope="module")
 def pair() -> tuple[ed25519.Ed25519PrivateKey, mldsa.MLDSA65PrivateKey]:
-    return keys.generate_hybrid_keys()
+    return bundles.generate_hybrid_keys()
 
 
 @pytest.fixture(scope="module")
@@ -200,12 +202,12 @@ def test_hybrid_signer_is_one_identity_of_two_keys(hybrid: HybridSigner) -> None
 def test_bundle_files_round_trip_and_single_key_loaders_refuse_them(
     tmp_path: Path, pair: tuple[ed25519.Ed25519PrivateKey, mldsa.MLDSA65PrivateKey], hybrid: HybridSigner
 ) -> None:
-    paths = keys.save_hybrid_key_pair(tmp_path / "b.private.pem", tmp_path / "b.public.pem", *pair, passphrase=b"pw")
+    paths = bundles.save_hybrid_key_pair(tmp_path / "b.private.pem", tmp_path / "b.public.pem", *pair, passphrase=b"pw")
     private = paths.private.read_bytes()
     assert private.count(b"-----BEGIN ENCRYPTED PRIVATE KEY-----") == 2
-    signer = keys.load_hybrid_signer(private, passphrase=b"pw", source="b")
+    signer = bundles.load_hybrid_signer(private, passphrase=b"pw", source="b")
     assert signer.key_id == hybrid.key_id
-    assert [keys.key_id(k) for k in keys.load_hybrid_public_keys(paths.public.read_bytes())] == list(
+    assert [keys.key_id(k) for k in bundles.load_hybrid_public_keys(paths.public.read_bytes())] == list(
         hybrid.half_key_ids
     )
     with pytest.raises(MalformedError, match="hybrid key bundle"):
@@ -214,7 +216,7 @@ def test_bundle_files_round_trip_and_single_key_loaders_refuse_them(
         keys.load_public_key(paths.public.read_bytes())
     swapped = keys.public_key_pem(hybrid.public_keys()[1]) + keys.public_key_pem(hybrid.public_keys()[0])
     with pytest.raises(MalformedError, match="then an ML-DSA-65"):
-        keys.load_hybrid_public_keys(swapped)
+        bundles.load_hybrid_public_keys(swapped)
     # the trust store reads either file as one hybrid entry, requiring both by default
     for path in (paths.public, paths.private):
         entry = load_trusted_key_file(path, name="bundle", passphrase=b"pw").key
@@ -446,6 +448,6 @@ def test_cli_keygen_sign_and_verify_with_ml_dsa(
     # a bundle's public file given to verify is one hybrid key requiring both signatures
     package = make_dir(tmp_path / "pkg")
     native.sign(package, hybrid)
-    (tmp_path / "bundle.public.pem").write_bytes(keys.hybrid_public_pem(*hybrid.public_keys()))
+    (tmp_path / "bundle.public.pem").write_bytes(bundles.hybrid_public_pem(*hybrid.public_keys()))
     out = json.loads(run("verify", str(package), "--key", "bundle.public.pem", "--json"))
     assert out["verified"] is True and [s["key_id"] for s in out["signatures"]] == [hybrid.key_id]

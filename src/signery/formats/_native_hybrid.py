@@ -1,6 +1,6 @@
 """Hybrid envelopes of the native format: one DSSE envelope signed by both halves of an Ed25519 + ML-DSA-65 bundle.
 
-A :class:`~signery.keys.HybridSigner` puts two signatures over the same PAE in one envelope, Ed25519 first, each
+A :class:`~signery.hybrid.HybridSigner` puts two signatures over the same PAE in one envelope, Ed25519 first, each
 ``keyid`` its own key's id; the statement's ``keyId`` is the bundle's id and ``keyIds`` lists the halves'. A trust
 entry of kind ``hybrid`` (:func:`~signery.trust.trusted_key_from_bundle`) is found by either half's id. When it
 ``requires_all`` (the default), :func:`combine` makes the envelope's signatures by that bundle one result, valid
@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import Reason
-from ..keys import PublicKey, key_id, load_hybrid_public_keys, short_id
+from ..hybrid import load_hybrid_public_keys
+from ..keys import PublicKey, key_id, short_id
 from ..result import SignatureCheck
 from ..trust import TrustedKey
 from ._native_statement import Envelope, Statement

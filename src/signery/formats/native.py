@@ -34,7 +34,8 @@ from .._fs import atomic_writer
 from ..archive import ZipArchive, check_entry_name, is_zip, rewrite_zip
 from ..digests import DEFAULT_DIGEST, check_algorithm, hash_file
 from ..errors import MalformedError, Reason, SigneryError, UnsafeArchiveError, UsageError
-from ..keys import HybridSigner, Signer, algorithm_name, verify_signature
+from ..hybrid import HybridSigner
+from ..keys import Signer, algorithm_name, verify_signature
 from ..result import SignatureCheck, VerificationResult
 from ..trust import TrustSet
 from ._base import FormatBase, Options, SignRequest, VerifyRequest, beside

@@ -129,7 +129,7 @@ def _load_trusted_key_file(
     from ..keys import is_hybrid_pem
 
     if is_hybrid_pem(stripped):  # an Ed25519 + ML-DSA-65 bundle, both halves required
-        from ..keys import load_hybrid_private_keys, load_hybrid_public_keys
+        from ..hybrid import load_hybrid_private_keys, load_hybrid_public_keys
 
         if b"PRIVATE KEY" in stripped:
             secret = passphrase if b"ENCRYPTED" in stripped else None
