@@ -46,7 +46,9 @@ ALLOWED = {
 
 def test_route_table_covers_every_route(sqlite_service: Service) -> None:
     paths = sqlite_service.app.openapi()["paths"]
-    found = {(method.upper(), path) for path, ops in paths.items() for method in ops}
+    # /balena/* speaks balenaSign's protocol (keys named in the body); its 401/403/404 matrix is
+    # tests/service/test_balena_replay.py's.
+    found = {(method.upper(), path) for path, ops in paths.items() for method in ops if not path.startswith("/balena/")}
     assert found == set(ROUTES), "a route was added or removed: extend the 401/403 matrix"
 
 

@@ -14,7 +14,7 @@ from .errors import install_handlers
 from .fastpath import SignFastPath
 from .keys.cache import KeyCache
 from .ratelimit import RateLimiter, SharedRateLimiter
-from .routes import api_keys, audit, bootstrap, health, keys
+from .routes import api_keys, audit, balena, bootstrap, health, keys
 from .settings import Settings
 from .state import ServiceState
 from .storage import Database
@@ -60,7 +60,12 @@ def create_app(settings: Settings, *, check_schema: bool = True) -> FastAPI:
     for module in (keys, bootstrap, audit, api_keys):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(health.router)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    # balenaSign's API (SIGN_API=http://host:port/balena); its artifact routes stream large bodies to disk.
+    app.include_router(balena.router)
+    assert settings.spool_dir is not None
+    app.state.balena = balena.BalenaConfig(spool_dir=settings.spool_dir, limit=settings.max_artifact_body_bytes)
+    large = dict.fromkeys(balena.large_paths(), settings.max_artifact_body_bytes)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, limits=large)
     # In front of everything: well-formed sign requests skip FastAPI's machinery but not its checks (fastpath.py).
     app.front = SignFastPath(super(ServiceApp, app).__call__, state=state, limit=settings.max_body_bytes)
     return app

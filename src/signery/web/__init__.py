@@ -5,6 +5,8 @@ Like ``service/`` and ``registry/``, this package may import the ASGI frameworks
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _TOO_LARGE = b'{"error":{"reason":"malformed","message":"request body too large","subject":null}}'
@@ -14,22 +16,32 @@ _BAD_LENGTH = b'{"error":{"reason":"malformed","message":"bad Content-Length","s
 class BodyLimit:
     """Refuse request bodies over ``limit`` bytes with 413 (reason ``malformed``): by Content-Length before the
     application runs, and while the body streams in (chunked uploads). Paths in ``exempt`` (endpoints that
-    stream to disk under limits of their own) pass untouched. A Content-Length that is not a number is 400.
+    stream to disk under limits of their own) pass untouched; paths in ``limits`` (endpoints that stream large
+    artifacts to disk) have the limit given there instead. A Content-Length that is not a number is 400.
     """
 
-    def __init__(self, app: ASGIApp, *, limit: int, exempt: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limit: int,
+        exempt: frozenset[str] = frozenset(),
+        limits: Mapping[str, int] | None = None,
+    ) -> None:
         self.app, self.limit, self.exempt = app, limit, exempt
+        self.limits = dict(limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in self.exempt:
             await self.app(scope, receive, send)
             return
+        limit = self.limits.get(scope.get("path", ""), self.limit)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 if not value.isdigit():
                     await _reply(send, 400, _BAD_LENGTH)
                     return
-                if int(value) > self.limit:
+                if int(value) > limit:
                     await _reply(send, 413, _TOO_LARGE)
                     return
         seen = 0
@@ -42,7 +54,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
+                if seen > limit:
                     # Answer now; the app then sees a disconnected client and whatever it sends is dropped.
                     refused = True
                     await _reply(send, 413, _TOO_LARGE)
