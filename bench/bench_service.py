@@ -5,8 +5,13 @@ signed as an Ed25519 message) with ``wrk`` over keep-alive connections, then che
 left exactly one audit row and that the chain verifies. In the same run it measures the balenaSign model, one
 ``openssl pkeyutl -sign`` process per signature with 2 concurrent workers, and prints the ratio.
 
+With ``--pkcs11`` the same server also holds an Ed25519 key generated in a throwaway SoftHSM2 token
+(``"storage": "pkcs11"``, ``--pkcs11-token``), and the same load runs against it after the sealed key: both
+figures come from the same run, each with its audit rows counted.
+
     .venv/bin/python bench/bench_service.py --seconds 30
     .venv/bin/python bench/bench_service.py --seconds 10 --database-url postgresql://postgres@127.0.0.1/bench
+    .venv/bin/python bench/bench_service.py --seconds 20 --pkcs11
 """
 
 from __future__ import annotations
@@ -48,14 +53,40 @@ def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(url: str, token: str, *, seconds: int, connections: int) -> dict[str, float]:
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+TOKEN_PIN = "bench-pin-1234"  # noqa: S105 - a throwaway SoftHSM2 token's PIN
+
+
+def softhsm_token(home: Path) -> Path:
+    """A throwaway SoftHSM2 configuration with one token, ``bench``; returns its configuration file."""
+    tokens = home / "softhsm-tokens"
+    tokens.mkdir()
+    conf = home / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n")
+    subprocess.run(
+        ["softhsm2-util", "--init-token", "--free", "--label", "bench", "--pin", TOKEN_PIN, "--so-pin", "87654321"],
+        env={**os.environ, "SOFTHSM2_CONF": str(conf)},
+        check=True,
+        capture_output=True,
+    )
+    return conf
+
+
+def audited_signatures(db: Database, key: str) -> int:
+    with db.session() as s:
+        stmt = select(func.count()).select_from(AuditRow)
+        stmt = stmt.where(AuditRow.action == "sign", AuditRow.result == "ok", AuditRow.key_name == key)
+        return s.scalar(stmt) or 0
+
+
+def run_wrk(url: str, token: str, *, seconds: int, connections: int, key: str = "bench") -> dict[str, float]:
     digest = base64.b64encode(hashlib.sha256(b"artifact").digest()).decode()
     body = json.dumps({"message": digest})
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(WRK_SCRIPT.format(body=body, token=token))
         script = fh.name
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script, f"{url}/v1/keys/bench/sign"],
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script, f"{url}/v1/keys/{key}/sign"],
         capture_output=True,
         text=True,
         check=True,
@@ -107,29 +138,45 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--database-url", default=None, help="default: a fresh SQLite file (the embedded default)")
     ap.add_argument("--openssl-seconds", type=float, default=None, help="default: a third of --seconds, at least 5")
+    ap.add_argument(
+        "--pkcs11",
+        action="store_true",
+        help="also run the load against an Ed25519 key held in a SoftHSM2 token (storage: pkcs11)",
+    )
     args = ap.parse_args()
-    for tool in ("wrk", "openssl"):
+    for tool in ("wrk", "openssl", *(("softhsm2-util",) if args.pkcs11 else ())):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is required")
     home = Path(tempfile.mkdtemp(prefix="signery-bench-"))
     url = args.database_url or f"sqlite:///{home / 'service.db'}"
     admin = init_service(home, url)
-    server = start_server(home, url, workers=args.workers)
+    extra: tuple[str, ...] = ()
+    if args.pkcs11:
+        if not Path(SOFTHSM_MODULE).exists():
+            sys.exit(f"SoftHSM2 is required: {SOFTHSM_MODULE} is absent")
+        os.environ["SOFTHSM2_CONF"] = str(softhsm_token(home))
+        os.environ["SIGNERY_PKCS11_MODULE"] = SOFTHSM_MODULE
+        pin_file = home / "token.pin"
+        pin_file.write_text(TOKEN_PIN + "\n")
+        pin_file.chmod(0o600)
+        extra = ("--pkcs11-token", "pkcs11:token=bench", "--pkcs11-pin-file", str(pin_file))
+    server = start_server(home, url, workers=args.workers, extra=extra)
+    runs: dict[str, tuple[dict[str, float], int]] = {}
+    db = Database(url)
     try:
         h = {"X-API-Key": admin}
-        r = httpx.post(f"{server.url}/v1/keys", json={"name": "bench", "type": "ed25519"}, headers=h, timeout=30)
-        r.raise_for_status()
-        db = Database(url)
-        with db.session() as s:
-            rows_before = s.scalar(select(func.count()).select_from(AuditRow).where(AuditRow.action == "sign")) or 0
-        service = run_wrk(server.url, admin, seconds=args.seconds, connections=args.connections)
+        keys = {"bench": {"name": "bench", "type": "ed25519"}}
+        if args.pkcs11:
+            keys["bench-token"] = {"name": "bench-token", "type": "ed25519", "storage": "pkcs11"}
+        for name, spec in keys.items():
+            httpx.post(f"{server.url}/v1/keys", json=spec, headers=h, timeout=30).raise_for_status()
+            before = audited_signatures(db, name)
+            result = run_wrk(server.url, admin, seconds=args.seconds, connections=args.connections, key=name)
+            time.sleep(0.5)  # requests in flight at wrk's deadline finish (and are audited)
+            runs[name] = (result, audited_signatures(db, name) - before)
     finally:
         server.stop()
-    with db.session() as s:
-        signed = s.scalar(
-            select(func.count()).select_from(AuditRow).where(AuditRow.action == "sign", AuditRow.result == "ok")
-        )
-    audited = (signed or 0) - rows_before
+    service, audited = runs["bench"]
     chain = verify_chain(db)
     db.dispose()
     key = home / "openssl-ed25519.pem"
@@ -148,6 +195,15 @@ def main() -> None:
         f"audit             : {audited} sign rows for {ok} requests wrk counted (+ those in flight at its deadline); "
         f"chain of {chain.rows} rows verifies"
     )
+    token_run = runs.get("bench-token")
+    if token_run is not None:
+        tok, tok_audited = token_run
+        tok_ok = tok["requests"] - tok["errors"]
+        print(
+            f"pkcs11 token key  : {tok['rate']:8.0f} signatures/s  p50 {tok['p50_ms']:.1f} ms  "
+            f"p99 {tok['p99_ms']:.1f} ms  ({tok_ok} ok, {tok['errors']} errors; SoftHSM2, Ed25519)"
+        )
+        print(f"token audit       : {tok_audited} sign rows for {tok_ok} requests wrk counted")
     print(
         f"openssl pkeyutl   : {peer['rate']:8.0f} signatures/s  (process per signature, {args.workers} workers, "
         f"{peer['signatures']} signatures)"
@@ -155,8 +211,10 @@ def main() -> None:
     print(f"ratio             : {service['rate'] / peer['rate']:.1f}x")
     shutil.rmtree(home, ignore_errors=True)
     # wrk stops counting at the deadline; requests still in flight then are served (and audited) but not counted.
-    if not ok <= audited <= ok + args.connections:
-        sys.exit("audit rows and successful signatures differ")
+    for name, (result, rows) in runs.items():
+        good = result["requests"] - result["errors"]
+        if not good <= rows <= good + args.connections:
+            sys.exit(f"{name}: audit rows and successful signatures differ")
 
 
 if __name__ == "__main__":

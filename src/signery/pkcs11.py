@@ -28,11 +28,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from ._internal.closing import Closing
 from ._internal.pkcs11_token import (
     CURVE_PARAMS,
     ED25519_PARAMS,
@@ -94,11 +94,17 @@ def _hash_name(hash_name: str) -> str:
     return hash_name
 
 
+# python-pkcs11 initialises a module with C_Initialize(NULL), which by PKCS#11 promises the module it is never called
+# from two threads at once (SoftHSM2 then runs without its own mutexes): every call this process makes into a
+# module goes through this one lock, whichever signer makes it. Concurrency comes from processes, each with its own
+# sessions.
+MODULE_LOCK = threading.RLock()
+
 # What PKCS#11 tokens generate (v3.0 mechanisms): ML-DSA is not among them.
 TOKEN_ALGORITHMS = tuple(a for a in ALGORITHMS if not a.startswith("ml-dsa"))
 
 
-class PKCS11Signer:
+class PKCS11Signer(Closing):
     """A :class:`~signery.keys.Signer` over a private key held in a PKCS#11 token.
 
     The session opens on first use (``key_id``, ``public_key()``, a signature) and stays open until
@@ -112,7 +118,7 @@ class PKCS11Signer:
         self._module = _module_of(self.uri, module)
         self._pin = pin
         self.name: str | None = self.uri.object or str(self.uri)
-        self._lock = threading.RLock()
+        self._lock = MODULE_LOCK  # one lock for every call into the module (see MODULE_LOCK)
         self._session: p11types.Session | None = None
         self._key: p11types.PrivateKey | None = None
         self._public: PublicKey | None = None
@@ -186,14 +192,6 @@ class PKCS11Signer:
         """Close the session (the next use opens a new one)."""
         with self._lock:
             self._drop()
-
-    def __enter__(self) -> PKCS11Signer:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     # -- the Signer protocol -----------------------------------------------------------------------------------
 
@@ -269,6 +267,13 @@ def generate_key(
     The private key is a token object that is sensitive and never extractable: it cannot leave the token. An
     object with the same label (or id) is never replaced: that is a conflict.
     """
+    with MODULE_LOCK:  # generation talks to the module as signing does
+        return _generate_key(uri, algorithm, module=module, pin=pin)
+
+
+def _generate_key(
+    uri: str | PKCS11URI, algorithm: str = "ed25519", *, module: str | None = None, pin: str | None = None
+) -> PublicKey:
     import pkcs11
     from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import httpx
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, rsa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -75,8 +75,8 @@ def private_material(db: Database, master: MasterKey) -> list[bytes]:
 
 
 def _secret_scalar(key: object) -> bytes:
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return key.private_bytes_raw()
+    if isinstance(key, ed25519.Ed25519PrivateKey | mldsa.MLDSA65PrivateKey):
+        return key.private_bytes_raw()  # ML-DSA: the 32-byte seed the key is expanded from
     if isinstance(key, ec.EllipticCurvePrivateKey):
         return key.private_numbers().private_value.to_bytes(48, "big").lstrip(b"\0")
     assert isinstance(key, rsa.RSAPrivateKey)

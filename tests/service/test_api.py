@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ def create(svc: Service, name: str, type_: str, **extra: object) -> dict:  # typ
     return r.json()  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("type_", ["ed25519", "ecdsa-p256", "ecdsa-p384", "rsa-2048"])
+@pytest.mark.parametrize("type_", ["ed25519", "ecdsa-p256", "ecdsa-p384", "rsa-2048", "ml-dsa-65"])
 def test_sign_and_verify_every_algorithm(service: Service, type_: str) -> None:
     info = create(service, "k", type_)
     pub = load_public_key(info["versions"][0]["public_key"].encode())
@@ -42,13 +43,13 @@ def test_sign_and_verify_every_algorithm(service: Service, type_: str) -> None:
     hash_name = "sha384" if type_ == "ecdsa-p384" else "sha256"
     verify_signature(pub, sig, message, hash_name=hash_name)  # type: ignore[arg-type]
     r = service.client.post("/v1/keys/k/verify", json={"message": b64(message), "signature": b64(sig)}, headers=h)
-    assert r.json()["valid"] is True
+    assert r.json()["valid"] is True, r.text
     r = service.client.post("/v1/keys/k/verify", json={"message": b64(b"other"), "signature": b64(sig)}, headers=h)
     assert r.json()["valid"] is False
-    if type_ == "ed25519":
+    if type_ in ("ed25519", "ml-dsa-65"):  # they sign whole messages, never digests
         digest = hashlib.sha256(b"x").digest()
         r = service.client.post("/v1/keys/k/sign", json={"digest": b64(digest)}, headers=h)
-        assert r.status_code == 400 and "Ed25519" in r.json()["error"]["message"]
+        assert r.status_code == 400 and ("Ed25519" in r.json()["error"]["message"] or "ML-DSA" in r.text)
 
 
 @pytest.mark.parametrize("padding_name", ["pss", "pkcs1v15"])
@@ -69,6 +70,24 @@ def test_rsa_digest_signing_matches_openssl_semantics(sqlite_service: Service, p
     )
     pub.verify(sig, b"payload", pad, hashes.SHA256())  # the digest of the data, as Dify verifies it
     pub.verify(sig, digest, pad, utils.Prehashed(hashes.SHA256()))
+
+
+def test_raw_rsa_digest_signing_is_what_openssl_pkeyutl_verifies(sqlite_service: Service, tmp_path: Path) -> None:
+    svc = sqlite_service
+    info = create(svc, "raw", "rsa-2048")
+    digest = hashlib.sha256(b"balenaos image").digest()
+    body = {"digest": b64(digest), "hash_algorithm": "sha256", "signature_algorithm": "pkcs1v15-none"}
+    r = svc.client.post("/v1/keys/raw/sign", json=body, headers=svc.h(svc.admin))
+    assert r.status_code == 200, r.text
+    (tmp_path / "pub.pem").write_text(info["versions"][0]["public_key"])
+    (tmp_path / "digest").write_bytes(digest)
+    (tmp_path / "sig").write_bytes(base64.b64decode(r.json()["signature"]))
+    args = ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", "pub.pem", "-in", "digest", "-sigfile", "sig"]
+    assert subprocess.run(args, cwd=tmp_path, capture_output=True).returncode == 0  # as the flasher checks it
+    (tmp_path / "digest").write_bytes(hashlib.sha256(b"another image").digest())
+    assert subprocess.run(args, cwd=tmp_path, capture_output=True).returncode != 0
+    body = {"message": b64(b"m"), "signature_algorithm": "pkcs1v15-none"}
+    assert svc.client.post("/v1/keys/raw/sign", json=body, headers=svc.h(svc.admin)).status_code == 400
 
 
 def test_batch_sign_reports_per_item(sqlite_service: Service) -> None:

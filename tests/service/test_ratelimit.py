@@ -156,9 +156,9 @@ def test_database_before_the_buckets_table_is_refused_then_migrated(tmp_path: Pa
     db = Database(url)
     MIGRATIONS.upgrade(db.engine, display=db.display_url, revision="0001")
     db.dispose()
-    with pytest.raises(ConfigError, match="at schema 0001, this server needs 0002") as refused:
+    with pytest.raises(ConfigError, match="at schema 0001, this server needs 0004") as refused:
         create_app(Settings(database_url=url, master_key=MasterKey(b"k" * 32)))
     assert "signery server migrate" in (refused.value.hint or "")
     out = run_cli("server", "migrate", "--database-url", url, home=tmp_path)
-    assert out.returncode == 0 and "0001 -> 0002" in out.stdout
+    assert out.returncode == 0 and "0001 -> 0004" in out.stdout
     create_app(Settings(database_url=url, master_key=MasterKey(b"k" * 32))).state.db.dispose()

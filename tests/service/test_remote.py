@@ -198,7 +198,7 @@ def test_server_admin_cli(server: tuple[ServerProcess, str, Path]) -> None:
     out = run_cli("server", "audit", "verify", "--json", *db, home=home)
     assert out.returncode == 0 and json.loads(out.stdout)["ok"] is True
     out = run_cli("server", "migrate", *db, home=home)
-    assert out.returncode == 0 and "0002 -> 0002" in out.stdout
+    assert out.returncode == 0 and "0004 -> 0004" in out.stdout
     out = run_cli("server", "init", *db, home=home)
     assert out.returncode == 2 and "API keys already" in out.stderr
 

@@ -23,6 +23,8 @@ from ._common import emit_json, group, handle_errors, json_option, signery_home
 MASTER_KEY_ENV = "SIGNERY_MASTER_KEY"
 DATABASE_URL_ENV = "SIGNERY_DATABASE_URL"
 SWITCH_INTERVAL_ENV = "SIGNERY_GIL_SWITCH_INTERVAL"  # seconds; see signery.service.runner.DEFAULT_SWITCH_INTERVAL
+PKCS11_MODULE_ENV = "SIGNERY_PKCS11_MODULE"
+PKCS11_PIN_ENV = "SIGNERY_PKCS11_PIN"
 
 
 def _database_url(option: str | None) -> str:
@@ -68,6 +70,36 @@ def _load_master(master_key_file: str | None) -> Any:
     return MasterKey.from_file(path)
 
 
+def _token(uri: str | None, pin_file: str | None) -> Any:
+    """The server's PKCS#11 token settings (module from $SIGNERY_PKCS11_MODULE, PIN from the file or
+    $SIGNERY_PKCS11_PIN), or ``None`` without ``--pkcs11-token``."""
+    if uri is None:
+        if pin_file is not None:
+            raise UsageError("--pkcs11-pin-file goes with --pkcs11-token", subject="--pkcs11-pin-file")
+        return None
+    from ..service.settings import TokenSettings
+
+    return TokenSettings.from_options(
+        uri,
+        module=os.environ.get(PKCS11_MODULE_ENV) or None,
+        pin_file=pin_file,
+        pin_env=os.environ.get(PKCS11_PIN_ENV) or None,
+    )
+
+
+pkcs11_token_option = click.option(
+    "--pkcs11-token",
+    default=None,
+    metavar="URI",
+    help='A PKCS#11 token (RFC 7512 URI, e.g. pkcs11:token=signing) for keys created with "storage": "pkcs11"; '
+    f"module from ${PKCS11_MODULE_ENV} or the URI's module-path.",
+)
+pkcs11_pin_option = click.option(
+    "--pkcs11-pin-file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help=f"The token's user PIN (first line); else ${PKCS11_PIN_ENV}, or pin-source=file:... in the URI.",
+)
 database_option = click.option(
     "--database-url",
     default=None,
@@ -113,6 +145,8 @@ master_option = click.option(
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
+@pkcs11_token_option
+@pkcs11_pin_option
 @click.pass_context
 @handle_errors
 def server(
@@ -127,6 +161,8 @@ def server(
     rate_limit: float,
     burst: int,
     log_level: str,
+    pkcs11_token: str | None,
+    pkcs11_pin_file: str | None,
 ) -> None:
     """Run the signing service (FastAPI + uvicorn), or administer it with a subcommand.
 
@@ -138,6 +174,7 @@ def server(
       signery server init                               # master key (0600) + database + first admin API key
       signery server --port 8443 --workers 2
       signery server --tls-cert server.crt --tls-key server.key   # HTTPS
+      signery server --pkcs11-token 'pkcs11:token=signing' --pkcs11-pin-file pin   # with $SIGNERY_PKCS11_MODULE
     """
     # Everything this process creates (the SQLite database and its -wal/-shm journals, the master key) holds
     # sealed keys or secrets: private from birth, not chmod-ed after the fact.
@@ -153,6 +190,7 @@ def server(
         master_key=_load_master(master_key_file),
         rate_per_second=rate_limit,
         burst=burst,
+        pkcs11=_token(pkcs11_token, pkcs11_pin_file),
     )
     listen = Listen(host=host, port=port, tls=tls_files(tls_cert, tls_key), log_level=log_level)
     serve(
@@ -167,15 +205,28 @@ def server(
 @server.command()
 @database_option
 @master_option
+@pkcs11_token_option
+@pkcs11_pin_option
 @handle_errors
-def init(database_url: str | None, master_key_file: str | None) -> None:
+def init(
+    database_url: str | None, master_key_file: str | None, pkcs11_token: str | None, pkcs11_pin_file: str | None
+) -> None:
     """Create the master key (mode 0600, if missing), the database, and the first admin API key (last line).
+
+    With --pkcs11-token, first check that the token is there and the PIN logs in (nothing is created in it).
 
     \b
     Examples:
       signery server init
       signery server init --database-url postgresql://signery@db/signery --master-key-file /etc/signery/master.key
+      signery server init --pkcs11-token pkcs11:token=signing --pkcs11-pin-file /run/secrets/pin
     """
+    token = _token(pkcs11_token, pkcs11_pin_file)
+    if token is not None:
+        from ..service.keys.token import check_login
+
+        check_login(token)
+        click.echo(f"pkcs11 token: {token.display} (present, PIN accepted)")
     from .._fs import atomic_write_bytes
     from .._internal.db import sqlite_file
     from ..service import MasterKey
@@ -366,3 +417,71 @@ def audit_verify(database_url: str | None, as_json: bool) -> None:
         emit_json({"rows": report.rows, "head_hash": report.head_hash}, message=message)
     else:
         click.echo(f"audit chain intact: {report.rows} rows, head {report.head_hash}")
+
+
+PASSPHRASE_ENV = "BALENA_EXPORT_PASSPHRASE"  # noqa: S105 - the name of a variable
+
+
+@server.command("import-balena")
+@database_option
+@master_option
+@click.option(
+    "--export",
+    "export_file",
+    default=None,
+    type=click.Path(dir_okay=False, exists=True),
+    help="What balenaSign's POST /export returned (its JSON, or the salt+token file).",
+)
+@click.option(
+    "--secrets-dir",
+    default=None,
+    type=click.Path(file_okay=False, exists=True),
+    help="A copy of balenaSign's secrets directory (gpg/, x509/, rsa/).",
+)
+@json_option
+@handle_errors
+def import_balena(
+    database_url: str | None,
+    master_key_file: str | None,
+    export_file: str | None,
+    secrets_dir: str | None,
+    as_json: bool,
+) -> None:
+    """Seal balenaSign's keys into this service under balenaSign's ids (certificate ids, fingerprints, RSA ids).
+
+    The export is decrypted in memory (passphrase from $BALENA_EXPORT_PASSPHRASE, else asked for); nothing is written
+    to disk unencrypted. Ids imported already are skipped.
+
+    \b
+    Examples:
+      signery server import-balena --export balena-export.json      # passphrase: $BALENA_EXPORT_PASSPHRASE or asked
+      signery server import-balena --secrets-dir /mnt/balenasign/secrets
+    """
+    from ..service.balena_import import import_balena as run_import
+    from ..service.storage import Database
+
+    if (export_file is None) == (secrets_dir is None):
+        raise UsageError("give --export FILE or --secrets-dir DIR", subject="--export")
+    passphrase = None
+    data = None
+    if export_file is not None:
+        data = Path(export_file).read_bytes()
+        passphrase = os.environ.get(PASSPHRASE_ENV) or click.prompt("export passphrase", hide_input=True, err=True)
+    master = _load_master(master_key_file)
+    db = Database(_database_url(database_url))
+    db.check_schema()
+    try:
+        report = run_import(
+            db, master, export=data, passphrase=passphrase, directory=Path(secrets_dir) if secrets_dir else None
+        )
+    finally:
+        db.dispose()
+    message = f"{len(report.imported)} key(s) imported, {len(report.skipped)} skipped"
+    if as_json:
+        emit_json({"imported": report.imported, "skipped": report.skipped}, message=message)
+        return
+    for line in report.imported:
+        click.echo(f"imported {line}")
+    for line in report.skipped:
+        click.echo(f"skipped  {line}")
+    click.echo(message)

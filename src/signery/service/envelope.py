@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import ConfigError, EnvironmentFailure
@@ -85,6 +85,8 @@ def open_private_key(sealed: SealedKey, *, master: MasterKey, name: str, version
         ) from None
     # Not keys.load_private_key: it strips whitespace, which corrupts DER that happens to end in 0x20 or 0x0a.
     key = serialization.load_der_private_key(der, password=None)
-    if not isinstance(key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+    if not isinstance(
+        key, ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | mldsa.MLDSA65PrivateKey
+    ):
         raise EnvironmentFailure(f"stored key {name} v{version} has an unsupported type", subject=name)
     return key

@@ -22,7 +22,7 @@ MAX_BATCH = 100  # items per sign/verify call; more is a bulk job, split it
 MAX_BOOTSTRAP_KEYS = 50  # a bootstrap document describes a handful of keys
 _B64_MESSAGE = (MAX_MESSAGE_BYTES + 2) // 3 * 4
 _B64_DIGEST = 88  # base64 of a 64-byte digest
-_B64_SIGNATURE = 1400  # base64 of an RSA-4096 signature is 684 characters
+_B64_SIGNATURE = 4500  # base64 of an ML-DSA-65 signature (3,309 bytes) is 4,412 characters; RSA-4096 684
 
 Name = Field(pattern=NAME_PATTERN, min_length=1, max_length=KEY_NAME_LENGTH)
 HashAlgorithm = HashName
@@ -57,6 +57,11 @@ class KeyCreate(_Strict):
     key_algorithm: AlgorithmName | None = Field(default=None, description="x509 only: the certificate's key type")
     days: int = Field(default=3650, ge=1, le=MAX_DAYS)
     uid: str | None = Field(default=None, max_length=256, description="OpenPGP only: 'Name <email>'")
+    storage: Literal["sealed", "pkcs11"] = Field(
+        default="sealed",
+        description="sealed: in the database under the master key; pkcs11: generated and kept in the server's "
+        "PKCS#11 token (plain and OpenPGP keys), the database holding only its public key and a reference",
+    )
 
     def to_spec(self) -> KeySpec:
         return KeySpec(**self.model_dump())
@@ -99,6 +104,7 @@ class KeyPublic(BaseModel):
     min_verify_version: int
     deletion_allowed: bool
     params: dict[str, str | int | None]
+    storage: str = Field(default="sealed", description="sealed, or pkcs11 (kept in the server's PKCS#11 token)")
     versions: list[VersionPublic]
 
     @classmethod

@@ -37,6 +37,9 @@ class KeyRow(Base):
     min_verify_version: Mapped[int] = mapped_column(Integer, default=1)
     deletion_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
     params: Mapped[str] = mapped_column(Text, default="{}")  # JSON: X.509 template and subject, OpenPGP uid
+    # Where new versions' private keys are made and kept: "sealed" (in key_versions, under the master key) or
+    # "pkcs11" (in the server's PKCS#11 token; key_versions holds only a reference).
+    storage: Mapped[str] = mapped_column(String(16), default="sealed", server_default="sealed")
 
 
 class KeyVersionRow(Base):
@@ -51,9 +54,12 @@ class KeyVersionRow(Base):
     certificate_pem: Mapped[str | None] = mapped_column(Text, nullable=True)
     openpgp_certificate: Mapped[str | None] = mapped_column(Text, nullable=True)
     openpgp_created: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    wrapped_data_key: Mapped[bytes] = mapped_column(LargeBinary)
-    encrypted_private_key: Mapped[bytes] = mapped_column(LargeBinary)
-    master_key_id: Mapped[str] = mapped_column(String(16))
+    # A sealed version: its private key under a data key under the master key. A token-backed version: all three
+    # NULL, and token_object names the private key in the PKCS#11 token (an RFC 7512 URI path, never a PIN).
+    wrapped_data_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    encrypted_private_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    master_key_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    token_object: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ApiKeyRow(Base):

@@ -4,12 +4,17 @@ Every function takes the caller's SQLAlchemy session and appends its audit rows 
 row, its sealed private key and the audit row commit together or not at all. Nothing here returns private key
 material. Private keys are generated before the transaction (:func:`generate_for`): RSA generation takes up to
 seconds, and no database lock should be held meanwhile.
+
+Keys created with ``storage="pkcs11"`` are generated inside the server's PKCS#11 token instead (:mod:`.token`),
+once the transaction knows the name is free (so no object is made for a request that fails on a name taken): their
+rows hold the public key, the key id and the token object's reference, and no private material at all.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from cryptography import x509 as pyca_x509
@@ -27,7 +32,8 @@ from ..audit import AuditEvent, append, utc_now
 from ..envelope import seal_private_key
 from ..settings import MasterKey
 from ..storage import Database, KeyRow, KeyVersionRow
-from .models import MAX_VERSION, OPENPGP_TYPES, Key, KeySpec, algorithm_of
+from . import token as token_keys
+from .models import MAX_VERSION, OPENPGP_TYPES, TOKEN_KEY_TYPES, Key, KeySpec, algorithm_of
 
 
 def _row(session: Session, name: str, *, lock: bool = False) -> KeyRow:
@@ -62,16 +68,29 @@ def list_keys(session: Session, *, limit: int = 1000, after: str | None = None) 
     return [Key.of(r) for r in session.scalars(stmt)]
 
 
+def _placeholder() -> PrivateKey:
+    """What :func:`generate_for` returns for a token-backed key: a fresh Ed25519 key (microseconds) that
+    :func:`create` and :func:`rotate` do not use, since the token generates the key itself."""
+    return ed25519.Ed25519PrivateKey.generate()
+
+
 def generate_for(spec: KeySpec) -> PrivateKey:
-    """The private key for ``spec``, made before any transaction."""
+    """The private key for ``spec``, made before any transaction (for ``storage="pkcs11"``, an unused placeholder:
+    the token generates the key, in :func:`create`)."""
+    if spec.storage == "pkcs11":
+        return _placeholder()
     return generate_private_key(algorithm_of(spec.type, spec.params()))
 
 
 def generate_for_rotation(db: Database, name: str) -> PrivateKey:
-    """The private key for the next version of ``name``, made before any transaction."""
+    """The private key for the next version of ``name``, made before any transaction (for a token-backed key, an
+    unused placeholder: the token generates the key, in :func:`rotate`)."""
     with db.read_session() as session:
         row = _row(session, name)
         algorithm = algorithm_of(row.type, json.loads(row.params))
+        storage = row.storage
+    if storage == "pkcs11":
+        return _placeholder()
     return generate_private_key(algorithm)
 
 
@@ -89,12 +108,17 @@ def create(
         min_verify_version=1,
         deletion_allowed=False,
         params=json.dumps(spec.params(), sort_keys=True),
+        storage=spec.storage,
     )
     session.add(row)
     session.flush()
     version = _new_version(session, row, 1, master=master, caller=caller, private=private)
-    _audit(session, caller, "key.create", spec.name, version=1, detail=f"{spec.type} {version.key_id}")
+    _audit(session, caller, "key.create", spec.name, version=1, detail=f"{spec.type} {version.key_id}{_where(version)}")
     return _key(session, row)
+
+
+def _where(version: KeyVersionRow) -> str:
+    return "" if version.token_object is None else f" in {version.token_object}"
 
 
 def rotate(session: Session, name: str, *, master: MasterKey, caller: str, private: PrivateKey | None = None) -> Key:
@@ -103,7 +127,7 @@ def rotate(session: Session, name: str, *, master: MasterKey, caller: str, priva
         raise UsageError(f"key {name} has reached {MAX_VERSION} versions", subject=name)
     row.latest_version += 1
     version = _new_version(session, row, row.latest_version, master=master, caller=caller, private=private)
-    _audit(session, caller, "key.rotate", name, version=row.latest_version, detail=version.key_id)
+    _audit(session, caller, "key.rotate", name, version=row.latest_version, detail=version.key_id + _where(version))
     return _key(session, row)
 
 
@@ -149,7 +173,7 @@ def bootstrap(
     *,
     master: MasterKey,
     caller: str,
-    privates: dict[str, PrivateKey] | None = None,
+    privates: Mapping[str, PrivateKey] | None = None,
 ) -> tuple[list[Key], list[str]]:
     """Create every key that does not exist yet; existing keys that match are returned as they are."""
     names = [s.name for s in specs]
@@ -169,11 +193,69 @@ def bootstrap(
     return keys, created
 
 
+def create_imported(
+    session: Session,
+    *,
+    name: str,
+    key_type: str,
+    params: dict[str, Any],
+    private: PrivateKey,
+    master: MasterKey,
+    caller: str,
+    certificate_pem: str | None = None,
+    openpgp_certificate: str | None = None,
+    openpgp_created: int | None = None,
+    version_key_id: str | None = None,
+) -> Key:
+    """Create ``name`` (version 1) from an existing private key and its existing certificate, sealed as every key.
+
+    For keys brought from another signing service (``service/balena_import.py``): nothing is generated or
+    re-issued, so the certificate, OpenPGP fingerprint and public key stay what clients already trust.
+    """
+    check_name(name)
+    if session.get(KeyRow, name) is not None:
+        raise ConflictError(f"a key named {name} exists", subject=name)
+    public = private.public_key()
+    kid = version_key_id or key_id(public)
+    row = KeyRow(
+        name=name,
+        type=key_type,
+        created_at=utc_now(),
+        latest_version=1,
+        min_sign_version=1,
+        min_verify_version=1,
+        deletion_allowed=False,
+        params=json.dumps(params, sort_keys=True),
+    )
+    session.add(row)
+    session.flush()
+    session.add(
+        _sealed_version(
+            private,
+            name=name,
+            version=1,
+            key_id=kid,
+            master=master,
+            certificate_pem=certificate_pem,
+            openpgp_certificate=openpgp_certificate,
+            openpgp_created=openpgp_created,
+        )
+    )
+    session.flush()
+    _audit(session, caller, "key.import", name, version=1, detail=f"{key_type} {kid}")
+    return _key(session, row)
+
+
 def _new_version(
     session: Session, row: KeyRow, version: int, *, master: MasterKey, caller: str, private: PrivateKey | None
 ) -> KeyVersionRow:
     params = json.loads(row.params)
     algorithm = algorithm_of(row.type, params)
+    if row.storage == "pkcs11":
+        vrow = _token_version(row, version, params, algorithm, master=master)
+        session.add(vrow)
+        session.flush()
+        return vrow
     if private is None or algorithm_name(private.public_key()) != algorithm:
         private = generate_private_key(algorithm)
     public = private.public_key()
@@ -192,24 +274,88 @@ def _new_version(
         assert isinstance(private, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey)
         openpgp_cert = openpgp.certificate_from_private_key(private, uid=params["uid"], created=created)
         kid = openpgp.signer_from_private_key(private, created=created).fingerprint
-    sealed = seal_private_key(private, master=master, name=row.name, version=version, key_id=kid)
-    vrow = KeyVersionRow(
+    vrow = _sealed_version(
+        private,
+        name=row.name,
+        version=version,
+        key_id=kid,
+        master=master,
+        certificate_pem=certificate_pem,
+        openpgp_certificate=openpgp_cert,
+        openpgp_created=openpgp_created,
+    )
+    session.add(vrow)
+    session.flush()
+    return vrow
+
+
+def _token_version(
+    row: KeyRow, version: int, params: dict[str, Any], algorithm: str, *, master: MasterKey
+) -> KeyVersionRow:
+    """The row of a new version generated inside the token: public key, key id, the object's reference; no secret."""
+    if row.type not in TOKEN_KEY_TYPES:
+        raise UsageError(f"{row.type} keys cannot be kept in the PKCS#11 token", subject=row.name)
+    token = token_keys.token_of(master, name=row.name)
+    ref = token_keys.new_reference(token, name=row.name, version=version)
+    reference = token_keys.reference_text(ref)
+    public = token_keys.generate(master, ref, algorithm, name=row.name, version=version)
+    pem = public_key_pem(public).decode()
+    kid = key_id(public)
+    openpgp_cert: str | None = None
+    openpgp_created: int | None = None
+    if row.type in OPENPGP_TYPES:
+        from ... import openpgp
+
+        openpgp_created = int(dt.datetime.now(dt.UTC).timestamp())
+        created = dt.datetime.fromtimestamp(openpgp_created, dt.UTC)
+        with token_keys.TokenSigner(token, reference, name=row.name, version=version, public_pem=pem) as signer:
+            openpgp_cert = openpgp.certificate_for(signer, uid=params["uid"], created=created)
+            kid = openpgp.OpenPGPSigner(signer, created=created).fingerprint
+    return KeyVersionRow(
         name=row.name,
         version=version,
         key_id=kid,
         algorithm=algorithm_name(public),
         created_at=utc_now(),
+        public_key_pem=pem,
+        certificate_pem=None,
+        openpgp_certificate=openpgp_cert,
+        openpgp_created=openpgp_created,
+        wrapped_data_key=None,
+        encrypted_private_key=None,
+        master_key_id=None,
+        token_object=reference,
+    )
+
+
+def _sealed_version(
+    private: PrivateKey,
+    *,
+    name: str,
+    version: int,
+    key_id: str,
+    master: MasterKey,
+    certificate_pem: str | None,
+    openpgp_certificate: str | None,
+    openpgp_created: int | None,
+) -> KeyVersionRow:
+    """The row of a new key version: its public half and certificates in the clear, ``private`` sealed."""
+    public = private.public_key()
+    sealed = seal_private_key(private, master=master, name=name, version=version, key_id=key_id)
+    return KeyVersionRow(
+        name=name,
+        version=version,
+        key_id=key_id,
+        algorithm=algorithm_name(public),
+        created_at=utc_now(),
         public_key_pem=public_key_pem(public).decode(),
         certificate_pem=certificate_pem,
-        openpgp_certificate=openpgp_cert,
+        openpgp_certificate=openpgp_certificate,
         openpgp_created=openpgp_created,
         wrapped_data_key=sealed.wrapped_data_key,
         encrypted_private_key=sealed.ciphertext,
         master_key_id=sealed.master_key_id,
     )
-    session.add(vrow)
-    session.flush()
-    return vrow
 
 
 def _issue(
@@ -258,6 +404,7 @@ __all__ = [
     "bootstrap",
     "configure",
     "create",
+    "create_imported",
     "delete",
     "generate_for",
     "generate_for_rotation",

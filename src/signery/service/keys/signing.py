@@ -2,7 +2,8 @@
 
 :func:`sign`, :func:`verify` and :func:`openpgp_sign` return their results with the audit rows to write; the caller
 makes those durable before it hands out any signature. Only :func:`sign` and :func:`openpgp_sign` open a private key
-(through :class:`~.cache.KeyCache`); :func:`verify` reads public keys only, so it cannot open one.
+(through :class:`~.cache.KeyCache`); :func:`verify` reads public keys only, so it cannot open one. Sealed and
+token-backed versions take the same paths: :meth:`~.cache.KeyCache.signing_key` gives the signer of either.
 
 :func:`sign_document` is the whole of ``POST /v1/keys/{name}/sign`` short of HTTP, shared by the FastAPI route and the
 lean ASGI front (``service/fastpath.py``).
@@ -16,7 +17,6 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Literal, TypeVar
 
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from starlette.concurrency import run_in_threadpool
 
 from ..._internal.names import check_name
@@ -53,7 +53,7 @@ def sign(
     for item in items:
         try:
             v = key.signing_version(item.version)
-            signer = cache.signer(v)[1]
+            signer = cache.signing_key(v)
             if item.digest is not None:
                 sig = signer.sign_digest(
                     item.digest, hash_name=item.hash_algorithm or "sha256", rsa_padding=item.signature_algorithm
@@ -123,9 +123,7 @@ def openpgp_sign(
 
     assert v.openpgp_created is not None
     created = dt.datetime.fromtimestamp(v.openpgp_created, dt.UTC)
-    private = cache.signer(v)[0]
-    assert isinstance(private, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey)
-    pgp = openpgp.signer_from_private_key(private, created=created)
+    pgp = openpgp.OpenPGPSigner(cache.signing_key(v), created=created)
     value = pgp.sign_hash(digest, hash_algorithm=hash_algorithm)
     event = AuditEvent(
         caller=caller,
@@ -167,7 +165,9 @@ async def key_for(state: ServiceState, name: str, versions: Sequence[int | None]
 
 
 async def compute(key: Key, fn: Callable[[], T]) -> T:
-    """Run ``fn`` on the event loop for Ed25519 and ECDSA (microseconds), in a worker thread for RSA (milliseconds)."""
+    """Run ``fn`` on the event loop for Ed25519 and ECDSA (microseconds; about 0.3 ms in a local PKCS#11 token such
+    as SoftHSM2, where a hop to a worker thread costs more than it saves), in a worker thread for RSA (milliseconds),
+    sealed or in the token."""
     if any(v.algorithm.startswith("rsa") for v in key.versions.values()):
         return await run_in_threadpool(fn)
     return fn()
