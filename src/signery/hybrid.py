@@ -22,7 +22,6 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, mldsa
 if TYPE_CHECKING:
     pass
 
-from ._fs import atomic_write_bytes
 from .errors import MalformedError, UsageError
 from .keys import (
     FileSigner,
@@ -32,6 +31,7 @@ from .keys import (
     RsaPadding,
     Signer,
     _pem_blocks,
+    _write_key_pair,
     generate_private_key,
     is_hybrid_pem,
     load_private_key,
@@ -187,15 +187,13 @@ def save_hybrid_key_pair(
     overwrite: bool = False,
 ) -> KeyPairPaths:
     """Write a bundle's private file (mode 0600, atomically) and its public file beside it."""
-    if not overwrite:
-        for p in (private_path, public_path):
-            if Path(p).exists():
-                raise UsageError(f"{p} exists; refusing to overwrite a key", subject=str(p), hint="use --force")
-    private = hybrid_private_pem(classical, post_quantum, passphrase=passphrase)
-    public = hybrid_public_pem(classical.public_key(), post_quantum.public_key())
-    atomic_write_bytes(private_path, private, mode=0o600, overwrite=overwrite)
-    atomic_write_bytes(public_path, public, mode=0o644, overwrite=overwrite)
-    return KeyPairPaths(Path(private_path), Path(public_path))
+    return _write_key_pair(
+        private_path,
+        public_path,
+        lambda: hybrid_private_pem(classical, post_quantum, passphrase=passphrase),
+        lambda: hybrid_public_pem(classical.public_key(), post_quantum.public_key()),
+        overwrite=overwrite,
+    )
 
 
 __all__ = [

@@ -450,14 +450,31 @@ def save_key_pair(
     overwrite: bool = False,
 ) -> KeyPairPaths:
     """Write the private key (mode 0600, atomically) and its public key beside it."""
+    return _write_key_pair(
+        private_path,
+        public_path,
+        lambda: private_key_pem(key, passphrase=passphrase, fmt=fmt),
+        lambda: public_key_pem(key.public_key(), fmt=fmt),
+        overwrite=overwrite,
+    )
+
+
+def _write_key_pair(
+    private_path: Path,
+    public_path: Path,
+    private: Callable[[], bytes],
+    public: Callable[[], bytes],
+    *,
+    overwrite: bool,
+) -> KeyPairPaths:
+    """Write ``private()`` (mode 0600, atomically), then ``public()`` beside it; unless ``overwrite``, neither file
+    may exist beforehand (a usage error, before either is made)."""
     if not overwrite:
         for p in (private_path, public_path):
             if Path(p).exists():
                 raise UsageError(f"{p} exists; refusing to overwrite a key", subject=str(p), hint="use --force")
-    atomic_write_bytes(
-        private_path, private_key_pem(key, passphrase=passphrase, fmt=fmt), mode=0o600, overwrite=overwrite
-    )
-    atomic_write_bytes(public_path, public_key_pem(key.public_key(), fmt=fmt), mode=0o644, overwrite=overwrite)
+    atomic_write_bytes(private_path, private(), mode=0o600, overwrite=overwrite)
+    atomic_write_bytes(public_path, public(), mode=0o644, overwrite=overwrite)
     return KeyPairPaths(Path(private_path), Path(public_path))
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ._internal.files import read_bounded
+from ._internal.records import fields_json
 from .errors import ConfigError, Reason, SigneryError
 from .result import VerificationResult
 from .trust import Constraints, TrustedKey, TrustSet, load_trusted_key_file
@@ -253,14 +254,7 @@ class Decision:
     setting: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "allow": self.allow,
-            "status": self.status,
-            "reason": self.reason.value if self.reason else None,
-            "message": self.message,
-            "subject": self.subject,
-            "setting": self.setting,
-        }
+        return fields_json(self, "allow status reason message subject setting")
 
 
 def decide(

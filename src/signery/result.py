@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ._internal.records import fields_json
 from .errors import Reason, VerificationError
 
 VALID = "valid"
 
 # When several signatures fail for different reasons, the verdict names the most telling one: evidence of an
 # attack or of a broken package beats "we do not know this key".
-_REASON_PRIORITY: tuple[Reason, ...] = (
+REASON_PRIORITY: tuple[Reason, ...] = (
     Reason.TAMPERED,
     Reason.UNSAFE_ARCHIVE,
     Reason.BAD_SIGNATURE,
@@ -60,16 +61,8 @@ class SignatureCheck:
         return VALID if self.reason is None else self.reason.value
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": self.format,
-            "key_id": self.key_id,
-            "key_name": self.key_name,
-            "status": self.status,
-            "detail": self.detail,
-            "subject": self.subject,
-            "signed_at": self.signed_at.isoformat().replace("+00:00", "Z") if self.signed_at else None,
-            "claims": dict(self.claims),
-        }
+        signed_at = self.signed_at.isoformat().replace("+00:00", "Z") if self.signed_at else None
+        return fields_json(self, "format key_id key_name status detail subject signed_at claims", signed_at=signed_at)
 
 
 @dataclass(frozen=True)
@@ -99,7 +92,7 @@ class VerificationResult:
         if not self.signatures:
             return Reason.UNSIGNED
         failing = {s.reason for s in self.signatures if s.reason is not None}
-        for r in _REASON_PRIORITY:
+        for r in REASON_PRIORITY:
             if r in failing:
                 return r
         if failing:
@@ -137,11 +130,4 @@ class VerificationResult:
         return VerificationResult(self.subject, self.signatures + other.signatures, threshold=self.threshold)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "subject": self.subject,
-            "verified": self.verified,
-            "reason": self.reason.value if self.reason else None,
-            "message": self.message,
-            "threshold": self.threshold,
-            "signatures": [s.to_dict() for s in self.signatures],
-        }
+        return fields_json(self, "subject verified reason message threshold signatures")

@@ -31,7 +31,6 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -50,6 +49,7 @@ from ..errors import (
     UsageError,
     VerificationError,
 )
+from .closing import Closing
 from .files import StagedFile
 from .parse import load_json
 
@@ -167,7 +167,7 @@ def _declared_length(response: httpx.Response) -> int | None:
     return int(value)
 
 
-class HttpClient:
+class HttpClient(Closing):
     """A keep-alive client of one server at ``base_url``; use as a context manager or :meth:`close` it.
 
     Args:
@@ -230,14 +230,6 @@ class HttpClient:
 
     def close(self) -> None:
         self._http.close()
-
-    def __enter__(self) -> HttpClient:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def url(self, path: str) -> str:
         """``path`` under the base URL, without credentials: how messages name a request."""

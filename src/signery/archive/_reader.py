@@ -9,9 +9,9 @@ import os
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any, Literal, overload
 
+from .._internal.closing import Closing
 from ..digests import MultiHasher
 from ..errors import MalformedError, TamperedError, UnsafeArchiveError
 from ._model import (
@@ -41,7 +41,7 @@ except ImportError:  # pragma: no cover - exercised where no compiler was availa
     _fastzip = None  # type: ignore[assignment,unused-ignore]
 
 
-class ZipArchive:
+class ZipArchive(Closing):
     """A ZIP archive validated as a whole on open. Use as a context manager.
 
     ``entries`` are in central-directory order (the order Dify's signature covers; native subjects are sorted);
@@ -104,12 +104,6 @@ class ZipArchive:
                 self._mm.close()  # then the map is freed with that view
             self._mm = None
         self._fh.close()
-
-    def __enter__(self) -> ZipArchive:
-        return self
-
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
 
     @property
     def files(self) -> tuple[ZipEntry, ...]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import UsageError
-from ._common import Progress, command, emit_json, handle_errors, json_option
+from ._common import Progress, command, emit_json, existing_file_option, handle_errors, json_option
 
 TOKEN_ENV = "SIGNERY_REGISTRY_TOKEN"  # noqa: S105 - the name of the variable, not a secret
 _registry_option = click.option(
@@ -33,11 +33,10 @@ def signatures_beside(package: Path) -> list[Path]:
 
 @command()
 @click.argument("package", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
+@existing_file_option(
     "--signature",
     "signatures",
     multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Detached signature to publish with it (PKG.signery.json, PKG.sig, PKG.asc); repeatable. Default: the "
     "ones beside PACKAGE that 'signery verify PACKAGE' finds.",
 )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ._common import emit_json, group, handle_errors, json_option
+from ._common import emit_json, existing_file_option, group, handle_errors, json_option
 
 _data_option = click.option(
     "--data",
@@ -75,19 +75,17 @@ def _duration(text: str) -> timedelta:
     type=click.Choice(["elastic", "mattermost", "dify"]),
     help="Host protocol to serve (repeatable; default all): /elastic (Kibana Fleet), /mattermost, /dify.",
 )
-@click.option(
+@existing_file_option(
     "--kibana-key",
     "kibana_keys",
     multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="The OpenPGP public key Kibana is configured with (xpack.fleet.packageVerification.gpgKeyPath): its "
     "signature is served first in .zip.sig, and Elastic packages it did not sign are refused at publish.",
 )
-@click.option(
+@existing_file_option(
     "--mattermost-key",
     "mattermost_keys",
     multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="An OpenPGP public key in Mattermost's SignaturePublicKeyFiles: its signature is served first.",
 )
 @click.option("--public-url", default=None, help="The URL hosts reach the registry at (for Mattermost download_url).")

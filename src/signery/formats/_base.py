@@ -315,6 +315,36 @@ class FormatBase:
         return []
 
 
+class SignatureFileFormat(FormatBase):
+    """A format whose signatures of a subject sit in one file of their own, which :meth:`signature_file` finds.
+
+    Its detect job gets that file, its inspect job the subject and that file; when no file is found, detect is
+    ``False`` and inspect the answer with no signatures, here, once.
+    """
+
+    def __init__(
+        self,
+        sign: SignJob,
+        verify: VerifyJob,
+        detect: Callable[[Path], bool],
+        inspect: Callable[[Path, Path], dict[str, Any]],
+    ) -> None:
+        super().__init__(sign, verify, self._detect_file, self._inspect_file)
+        self.detect_file_with, self.inspect_file_with = detect, inspect
+
+    def signature_file(self, subject: Path, signature: Path | None) -> Path | None:
+        """The signature file of ``subject`` (``signature`` when given), or ``None``: none found."""
+        raise NotImplementedError
+
+    def _detect_file(self, subject: Path, signature: Path | None) -> bool:
+        path = self.signature_file(subject, signature)
+        return path is not None and self.detect_file_with(path)
+
+    def _inspect_file(self, subject: Path, signature: Path | None) -> dict[str, Any]:
+        path = self.signature_file(subject, signature)
+        return self.inspected(subject, []) if path is None else self.inspect_file_with(subject, path)
+
+
 class EmbeddedFormat(FormatBase):
     """A format whose signatures live inside the subject only (never in a file of their own)."""
 

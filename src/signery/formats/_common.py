@@ -47,6 +47,15 @@ def read_signature_file(path: Path, limit: int, *, what: str = "signature file")
         raise UsageError(f"cannot read {what} {path}: {exc.strerror}", subject=str(path)) from None
 
 
+def read_head(path: Path, size: int) -> bytes | None:
+    """The first ``size`` bytes of the file ``path`` (fewer when it is shorter); ``None`` when it cannot be read."""
+    try:
+        with Path(path).open("rb") as fh:
+            return fh.read(size)
+    except OSError:
+        return None
+
+
 def pkix_keys(trust: TrustSet) -> Iterator[tuple[TrustedKey, PublicKey]]:
     """Each trusted PKIX entry with its public key."""
     for entry in trust.of_kind("pkix"):

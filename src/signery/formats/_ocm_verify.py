@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import MalformedError, Reason, UsageError, VerificationError
 from ..keys import key_id
-from ..result import SignatureCheck, VerificationResult
+from ..result import REASON_PRIORITY, SignatureCheck, VerificationResult
 from ..trust import TrustedKey, TrustSet
 from ._base import VerifyRequest
 from ._common import pkix_keys
@@ -63,14 +63,8 @@ def _check(
     return SignatureCheck(NAME, key_id, reason, key_name=key_name, detail=detail, subject=subject, claims=dict(claims))
 
 
-_PRIORITY = (
-    Reason.BAD_SIGNATURE,
-    Reason.REVOKED_KEY,
-    Reason.EXPIRED_KEY,
-    Reason.POLICY_VIOLATION,
-    Reason.MALFORMED,
-    Reason.UNKNOWN_KEY,
-)
+# The verdict's order of reasons, less those no OCM signature check gives (an archive fault is raised instead).
+_PRIORITY = tuple(r for r in REASON_PRIORITY if r not in (Reason.TAMPERED, Reason.UNSAFE_ARCHIVE))
 
 
 def _judge_trusted(anchor: _Anchor, claims: dict[str, Any], when: datetime, how: str, kid: str) -> SignatureCheck:

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -96,6 +96,35 @@ def required_certificate(given: Path | str | bytes | None, *, missing: str, hint
     if given is None:
         raise UsageError(missing, subject="--certificate", hint=hint)
     return load_certificate(given)
+
+
+@dataclass(frozen=True)
+class CertificateOptions(Options):
+    """The options of a format that signs a CMS SignedData with the signer's certificate: the certificate and the
+    hash (one of ``HASHES``); each format words its messages (the class variables)."""
+
+    certificate: Path | str | bytes | None = None
+    hash_algorithm: str = "sha256"
+
+    hash_label: ClassVar[str]  # "unsupported {hash_label} 'md5'; use {hash_choices}"
+    hash_choices: ClassVar[str]
+    missing_certificate: ClassVar[str]  # the usage error when no certificate is given, and its hint
+    certificate_hint: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        if self.hash_algorithm not in HASHES:
+            raise UsageError(
+                f"unsupported {self.hash_label} {self.hash_algorithm!r}; use {self.hash_choices}",
+                subject="--hash-algorithm",
+            )
+
+    @property
+    def hash_name(self) -> HashName:
+        return self.hash_algorithm  # type: ignore[return-value]  # checked by __post_init__
+
+    def signer_certificate(self) -> x509.Certificate:
+        """The certificate to sign with; without one, the format's usage error."""
+        return required_certificate(self.certificate, missing=self.missing_certificate, hint=self.certificate_hint)
 
 
 def certificate_summary(cert: x509.Certificate) -> dict[str, str]:
@@ -211,7 +240,7 @@ def _parse_spc(node: _cms.Node) -> tuple[HashName, bytes]:
 
 
 @dataclass(frozen=True)
-class AuthenticodeOptions(Options):
+class AuthenticodeOptions(CertificateOptions):
     """Signing options of the Authenticode format.
 
     Attributes:
@@ -221,23 +250,16 @@ class AuthenticodeOptions(Options):
             ``sha384`` or ``sha512``.
     """
 
-    certificate: Path | str | bytes | None = None
-    hash_algorithm: str = "sha256"
-
-    def __post_init__(self) -> None:
-        if self.hash_algorithm not in HASHES:
-            raise UsageError(
-                f"unsupported Authenticode hash {self.hash_algorithm!r}; use sha256, sha384 or sha512",
-                subject="--hash-algorithm",
-            )
+    hash_label: ClassVar[str] = "Authenticode hash"
+    hash_choices: ClassVar[str] = "sha256, sha384 or sha512"
+    missing_certificate: ClassVar[str] = "Authenticode signing needs the signer's certificate"
+    certificate_hint: ClassVar[str] = "give --certificate signer.pem (the X.509 certificate of the signing key)"
 
 
 def _sign(subject: Path, signer: Signer, request: SignRequest) -> Path:
     """Write ``subject`` with an Authenticode signature by ``signer`` added (default ``SUBJECT.signed``)."""
     o: AuthenticodeOptions = request.options
-    hint = "give --certificate signer.pem (the X.509 certificate of the signing key)"
-    cert = required_certificate(o.certificate, missing="Authenticode signing needs the signer's certificate", hint=hint)
-    hash_name: HashName = o.hash_algorithm  # type: ignore[assignment]
+    cert, hash_name = o.signer_certificate(), o.hash_name
     data = read_input(subject, MAX_IMAGE_BYTES, what="a PE image")
     img = _pe.prepare_for_signing(data, _pe.parse(data, source=str(subject)), source=str(subject))
     digest = _pe.image_hash(data, img, hash_name, request.progress)

@@ -40,7 +40,7 @@ import struct
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .._fs import atomic_write_bytes
 from ..errors import MalformedError, Reason, SigneryError, UsageError
@@ -52,11 +52,11 @@ from ._base import EmbeddedFormat, Options, Progress, SignRequest, VerifyRequest
 from ._common import pkix_keys
 from ._sniff import KMOD_MAGIC
 from .authenticode import (
+    CertificateOptions,
     certificate_key,
     default_output,
     entry_problem,
     read_input,
-    required_certificate,
     trusted_chain,
 )
 
@@ -111,7 +111,7 @@ def signed_module(module: bytes | bytearray, cms: bytes) -> bytes:
 
 
 @dataclass(frozen=True)
-class KmodOptions(Options):
+class KmodOptions(CertificateOptions):
     """Signing options of the kernel-module format.
 
     Attributes:
@@ -121,24 +121,21 @@ class KmodOptions(Options):
         replace: strip an existing signature and sign again, instead of refusing a signed module.
     """
 
-    certificate: Path | str | bytes | None = None
     hash_algorithm: str = "sha512"
     replace: bool = False
 
-    def __post_init__(self) -> None:
-        if self.hash_algorithm not in HASHES:
-            raise UsageError(
-                f"unsupported module signature hash {self.hash_algorithm!r}; use sha512, sha384 or sha256",
-                subject="--hash-algorithm",
-            )
+    hash_label: ClassVar[str] = "module signature hash"
+    hash_choices: ClassVar[str] = "sha512, sha384 or sha256"
+    missing_certificate: ClassVar[str] = (
+        "module signing needs the signer's certificate (its issuer and serial name the key)"
+    )
+    certificate_hint: ClassVar[str] = "give --certificate kmod.crt"
 
 
 def _sign(subject: Path, signer: Signer, request: SignRequest) -> Path:
     """Write ``subject`` with a module signature by ``signer`` appended (default ``SUBJECT.signed``)."""
     o: KmodOptions = request.options
-    missing = "module signing needs the signer's certificate (its issuer and serial name the key)"
-    cert = required_certificate(o.certificate, missing=missing, hint="give --certificate kmod.crt")
-    hash_name: HashName = o.hash_algorithm  # type: ignore[assignment]
+    cert, hash_name = o.signer_certificate(), o.hash_name
     data = read_input(subject, MAX_MODULE_BYTES, what="a kernel module")
     if split(data, source=str(subject)) is not None:
         if not o.replace:

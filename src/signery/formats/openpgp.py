@@ -49,8 +49,8 @@ from ..openpgp._sign import OpenPGPSigner, bind_signer
 from ..openpgp._signatures import SignaturePacket, check_signature_value, make_signature, parse_signature
 from ..result import SignatureCheck, VerificationResult
 from ..trust import TrustedKey, TrustSet
-from ._base import FormatBase, Options, SignRequest, VerifyRequest, beside, first_beside, sidecar_exists
-from ._common import read_signature_file, reading
+from ._base import Options, SignatureFileFormat, SignRequest, VerifyRequest, beside, first_beside, sidecar_exists
+from ._common import read_head, read_signature_file, reading
 
 NAME = "openpgp"
 CHUNK = 1 << 20  # 1 MiB reads: per-call overhead vanishes, and the buffer stays in the CPU cache while hashed
@@ -282,16 +282,11 @@ def _verify(subject: Path, request: VerifyRequest) -> VerificationResult:
     return request.result(subject, *(_check_one(s, digests, certs, request.now) for s in sigs))
 
 
-def _detect(subject: Path, signature: Path | None) -> bool:
-    """Whether an OpenPGP detached signature sits beside ``subject`` (or at ``signature``)."""
-    path = find_signature(subject, signature)
-    if path is None or not path.is_file():
+def _detect(path: Path) -> bool:
+    """Whether the file ``path`` is an OpenPGP detached signature."""
+    if not path.is_file():
         return False
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(64)
-    except OSError:
-        return False
+    head = read_head(path, 64) or b""
     if head.lstrip().startswith(b"-----BEGIN PGP SIGNATURE"):
         return True
     if not head or not head[0] & 0x80:
@@ -300,11 +295,8 @@ def _detect(subject: Path, signature: Path | None) -> bool:
     return tag == TAG_SIGNATURE
 
 
-def _inspect(subject: Path, signature: Path | None) -> dict[str, Any]:
+def _inspect(subject: Path, path: Path) -> dict[str, Any]:
     """What the signatures say (issuer, hash, time), without judging trust."""
-    path = find_signature(subject, signature)
-    if path is None:
-        return FORMAT.inspected(subject, [])
     out = []
     for s in read_signatures(path):
         created = s.created.isoformat().replace("+00:00", "Z") if s.created else None
@@ -359,7 +351,7 @@ class OpenPGPOptions(Options):
             raise UsageError(f"unsupported OpenPGP hash {self.hash_algorithm!r}; use sha256, sha384 or sha512")
 
 
-class OpenPGPFormat(FormatBase):
+class OpenPGPFormat(SignatureFileFormat):
     """Detached OpenPGP v4 signatures (``X.sig``), as gpg, Mattermost and Elastic make and check them."""
 
     name = NAME
@@ -369,6 +361,9 @@ class OpenPGPFormat(FormatBase):
         "an EdDSA signature: Mattermost's verifier (Go x/crypto/openpgp) and GRUB cannot read it; "
         "sign with an RSA key for them (signery keygen NAME --format openpgp makes RSA-3072)"
     )
+
+    def signature_file(self, subject: Path, signature: Path | None) -> Path | None:
+        return find_signature(subject, signature)
 
     def may_carry(self, subject: Path) -> bool:
         return sidecar_exists(Path(subject), *SUFFIXES)

@@ -54,8 +54,8 @@ from ..errors import EnvironmentFailure, MalformedError, Reason, UsageError
 from ..keys import RAW_PKCS1, RsaPadding, Signer, short_id
 from ..result import SignatureCheck, VerificationResult
 from ..trust import TrustedKey, TrustSet
-from ._base import FormatBase, Options, SignRequest, VerifyRequest, beside
-from ._common import pkix_keys, read_signature_file, reading, standing
+from ._base import Options, SignatureFileFormat, SignRequest, VerifyRequest, beside
+from ._common import pkix_keys, read_head, read_signature_file, reading, standing
 
 NAME = "raw-rsa"
 SUFFIX = ".sig"
@@ -254,24 +254,12 @@ def _looks_raw(path: Path) -> bool:
         return False
     if size not in RSA_SIZES:
         return False
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(1)
-    except OSError:
-        return False
+    head = read_head(path, 1) or b""
     # An OpenPGP packet (0x88-0x8B, 0xC2) or text (an RPi digest file starts with hex) is not ours to claim.
     return bool(head) and head[0] not in (0x88, 0x89, 0x8A, 0x8B, 0xC2)
 
 
-def _detect(subject: Path, signature: Path | None) -> bool:
-    """Whether ``SUBJECT.sig`` (or ``signature``) has the length of a raw RSA signature and is not OpenPGP."""
-    return _looks_raw(_signature_path(subject, signature))
-
-
-def _inspect(subject: Path, signature: Path | None) -> dict[str, Any]:
-    path = _signature_path(subject, signature)
-    if not path.is_file():
-        return FORMAT.inspected(subject, [])
+def _inspect(subject: Path, path: Path) -> dict[str, Any]:
     sig = _read_signature(path)
     claims = {"algorithm": f"rsa-{len(sig) * 8}", "hash": "sha256", "padding": RAW_PADDING}
     return FORMAT.inspected(subject, [{"format": NAME, "key_id": None, "claims": claims}], signature=path)
@@ -282,12 +270,18 @@ class RawRsaOptions(Options):
     """The raw RSA format takes no options: SHA-256, PKCS#1 v1.5 without DigestInfo, always."""
 
 
-class RawRsaFormat(FormatBase):
+class RawRsaFormat(SignatureFileFormat):
     """Raw PKCS#1 v1.5 (no DigestInfo) over SHA-256 of a file, as ``openssl pkeyutl`` and balena's flasher use."""
 
     name = NAME
     summary = "a raw RSA signature X.sig over SHA-256(X), no DigestInfo (openssl pkeyutl; balenaOS images)"
     options_type = RawRsaOptions
+
+    def signature_file(self, subject: Path, signature: Path | None) -> Path | None:
+        """``SUBJECT.sig`` (or ``signature``), when it is a file; detect asks whether it has the length of a raw
+        RSA signature and is not OpenPGP."""
+        path = _signature_path(subject, signature)
+        return path if path.is_file() else None
 
     def may_carry(self, subject: Path) -> bool:
         return _looks_raw(_signature_path(Path(subject), None))
@@ -296,5 +290,5 @@ class RawRsaFormat(FormatBase):
         return _signature_path(Path(subject), None)
 
 
-FORMAT = RawRsaFormat(_sign, _verify, _detect, _inspect)
+FORMAT = RawRsaFormat(_sign, _verify, _looks_raw, _inspect)
 sign, verify, detect, inspect = FORMAT.sign_kw, FORMAT.verify, FORMAT.detect, FORMAT.inspect

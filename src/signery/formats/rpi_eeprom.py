@@ -49,8 +49,8 @@ from .._fs import atomic_write_bytes
 from ..errors import EnvironmentFailure, MalformedError, Reason, UsageError, VerificationError
 from ..keys import Signer, short_id, verify_signature
 from ..result import SignatureCheck, VerificationResult
-from ._base import FormatBase, Options, SignRequest, VerifyRequest, beside
-from ._common import read_signature_file
+from ._base import Options, SignatureFileFormat, SignRequest, VerifyRequest, beside
+from ._common import read_head, read_signature_file
 from .rawrsa import file_digest, judge_rsa, recover_digest_raw
 
 NAME = "rpi-eeprom"
@@ -214,23 +214,13 @@ def _verify(subject: Path, request: VerifyRequest) -> VerificationResult:
     return request.result(subject, check)
 
 
-def _detect(subject: Path, signature: Path | None) -> bool:
-    """Whether a digest file (a SHA-256 hex line first) sits beside ``subject`` or at ``signature``."""
-    path = _find(subject, signature)
-    if path is None:
-        return False
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(65)
-    except OSError:
-        return False
+def _detect(path: Path) -> bool:
+    """Whether the digest file ``path`` starts with a SHA-256 hex line."""
+    head = read_head(path, 65) or b""
     return len(head) == 65 and head[64:] == b"\n" and _HASH_RE.fullmatch(head[:64].decode("latin-1")) is not None
 
 
-def _inspect(subject: Path, signature: Path | None) -> dict[str, Any]:
-    path = _find(subject, signature)
-    if path is None:
-        return FORMAT.inspected(subject, [])
+def _inspect(subject: Path, path: Path) -> dict[str, Any]:
     parsed = parse(read_signature_file(path, MAX_FILE_BYTES, what="digest file"), source=str(path))
     claims = {"algorithm": "rsa-2048", "hash": "sha256", "ts": parsed.timestamp, "ts_signed": False}
     sigs = [{"format": NAME, "key_id": None, "claims": claims}] if parsed.signature is not None else []
@@ -256,12 +246,16 @@ class RpiEepromOptions(Options):
             _unix(self.timestamp)
 
 
-class RpiEepromFormat(FormatBase):
+class RpiEepromFormat(SignatureFileFormat):
     """The Raspberry Pi ``rsa-eeprom-digest`` file: SHA-256, ``ts:``, and an RSA-2048 signature of the image."""
 
     name = NAME
     summary = "a Raspberry Pi digest file X.sig (sha256, ts, rsa2048), as rpi-eeprom-digest writes it"
     options_type = RpiEepromOptions
+
+    def signature_file(self, subject: Path, signature: Path | None) -> Path | None:
+        """``signature`` when given, else the digest file beside ``subject``."""
+        return _find(subject, signature)
 
     def may_carry(self, subject: Path) -> bool:
         return any(c.is_file() and c != Path(subject) for c in _candidates(Path(subject)))

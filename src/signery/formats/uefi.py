@@ -94,8 +94,8 @@ from ..errors import MalformedError, Reason, UsageError, VerificationError
 from ..keys import Signer, key_id
 from ..result import SignatureCheck, VerificationResult
 from ..trust import TrustSet
-from ._base import FormatBase, Options, SignRequest, VerifyRequest
-from ._common import pkix_keys, reading, standing
+from ._base import Options, SignatureFileFormat, SignRequest, VerifyRequest
+from ._common import pkix_keys, read_head, reading, standing
 from ._uefi_auth import APPEND_ATTRIBUTES as APPEND_ATTRIBUTES
 from ._uefi_auth import ATTRIBUTES as ATTRIBUTES
 from ._uefi_auth import AUTH_HEADER_SIZE as AUTH_HEADER_SIZE
@@ -178,11 +178,8 @@ def _auth_path(subject: Path, signature: Path | None) -> Path:
 
 
 def _looks_auth(path: Path) -> bool:
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(AUTH_HEADER_SIZE)
-    except OSError:
-        return False
+    """Whether the ``.auth`` file ``path`` has an ``.auth`` header."""
+    head = read_head(path, AUTH_HEADER_SIZE) or b""
     if len(head) < AUTH_HEADER_SIZE:
         return False
     _length, revision, cert_type, guid = WIN_CERT_HEADER.unpack_from(head, EFI_TIME_SIZE)
@@ -345,16 +342,8 @@ def _verify(subject: Path, request: VerifyRequest) -> VerificationResult:
     return request.result(subject, check)
 
 
-def _detect(subject: Path, signature: Path | None) -> bool:
-    """Whether the ``.auth`` (``subject``, ``signature``, or the one beside an ESL) has an ``.auth`` header."""
-    return _looks_auth(_auth_path(subject, signature))
-
-
-def _inspect(subject: Path, signature: Path | None) -> dict[str, Any]:
+def _inspect(subject: Path, path: Path) -> dict[str, Any]:
     """The update's time, lists and signers, without judging trust."""
-    path = _auth_path(subject, signature)
-    if not path.is_file():
-        return FORMAT.inspected(subject, [])
     auth = parse_auth(_read(path, MAX_AUTH_BYTES, "authenticated variable"), source=str(path))
     sd = auth.signed_data(source=str(path))
     sigs = []
@@ -372,12 +361,17 @@ def _inspect(subject: Path, signature: Path | None) -> dict[str, Any]:
     return FORMAT.inspected(subject, sigs, signature=path, timestamp=str(auth.timestamp), lists=lists)
 
 
-class UefiFormat(FormatBase):
+class UefiFormat(SignatureFileFormat):
     """UEFI authenticated variable updates (``db.auth`` from ``db.esl``), as efitools' ``sign-efi-sig-list``."""
 
     name = NAME
     summary = "a UEFI authenticated variable update X.auth (PK, KEK, db, dbx) from an ESL, as sign-efi-sig-list"
     options_type = UefiOptions
+
+    def signature_file(self, subject: Path, signature: Path | None) -> Path | None:
+        """The ``.auth`` (``subject``, ``signature``, or the one beside an ESL), when it is a file."""
+        path = _auth_path(subject, signature)
+        return path if path.is_file() else None
 
     def may_carry(self, subject: Path) -> bool:
         subject = Path(subject)
@@ -387,5 +381,5 @@ class UefiFormat(FormatBase):
         return Path(subject).with_suffix(AUTH_SUFFIX)
 
 
-FORMAT = UefiFormat(_sign, _verify, _detect, _inspect)
+FORMAT = UefiFormat(_sign, _verify, _looks_auth, _inspect)
 sign, verify, detect, inspect = FORMAT.sign_kw, FORMAT.verify, FORMAT.detect, FORMAT.inspect

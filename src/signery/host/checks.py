@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .._internal.records import fields_json
 from ..digests import hash_file
 from ..errors import MalformedError, Reason, SigneryError, TamperedError, UnsafeArchiveError, UsageError
 from ..policy import PackageKind, Policy, decide
@@ -41,15 +42,7 @@ class CheckOutcome:
     subject: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "ok": self.ok,
-            "status": self.status,
-            "reason": self.reason.value if self.reason else None,
-            "message": self.message,
-            "subject": self.subject,
-        }
+        return fields_json(self, "name version ok status reason message subject")
 
 
 def _hash_path(path: Path) -> str:

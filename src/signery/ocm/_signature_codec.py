@@ -22,6 +22,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from .._internal.records import fields_json
 from ..errors import MalformedError
 from ..keys import HashName, RsaPadding
 from .digests import OCM_HASH_NAMES, hash_name
@@ -137,15 +138,8 @@ class ParsedSignature:
         return f"signatures[{self.name}]"
 
     def claims(self) -> dict[str, Any]:
-        return {
-            "signature": self.name,
-            "algorithm": self.algorithm,
-            "media_type": self.media_type,
-            "normalisation": self.normalisation,
-            "hash": OCM_HASH_NAMES[self.hash_alg],
-            "digest": self.digest,
-            "issuer": self.issuer,
-        }
+        names = "signature algorithm media_type normalisation hash digest issuer"
+        return fields_json(self, names, signature=self.name, hash=OCM_HASH_NAMES[self.hash_alg])
 
 
 def parse_signature(entry: Any, *, index: int = 0) -> ParsedSignature:

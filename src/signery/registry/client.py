@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import httpx
 
+from .._internal.closing import Closing
 from .._internal.http import HttpClient, HttpFailure, Progress, error_for_status
 from ..errors import MalformedError, NotFoundError, SigneryError, TamperedError, UsageError
 from .index import PackageSummary, SignatureEntry, VersionIndex
@@ -81,7 +82,7 @@ def land_files(index: VersionIndex, dest_dir: Path, produce: Callable[[str, str,
     )
 
 
-class RegistryClient:
+class RegistryClient(Closing):
     """One registry at ``base_url``. Use as a context manager (it holds a connection pool).
 
     ``ca_file``: PEM CA certificates to trust for an ``https://`` registry instead of the system's.
@@ -118,12 +119,6 @@ class RegistryClient:
 
     def close(self) -> None:
         self._http.close()
-
-    def __enter__(self) -> RegistryClient:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
 
     @staticmethod
     def _version_url(name: str, version: str) -> str:

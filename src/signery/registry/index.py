@@ -7,11 +7,13 @@ digests, sizes. An index never vouches for a package; it only says which bytes t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._internal.records import fields_json
 from ..errors import MalformedError
-from .naming import Version, check_filename, check_name, check_sha256, check_signature_filename
+from .naming import Version, check_filename, check_name, check_sha256, check_signature_filename, latest_version
 
 # The limits every index obeys, the server's and the client's alike. They live here, not in settings, so that the
 # client (and a mirror) can read an index without importing what the server needs (SQLAlchemy, the database).
@@ -94,17 +96,8 @@ class VersionIndex:
         return f"{self.name}@{self.version}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "filename": self.filename,
-            "sha256": self.sha256,
-            "size": self.size,
-            "download_path": self.download_path,
-            "signature_path": self.signature_path,
-            "signatures": [s.to_dict() for s in self.signatures],
-            "published_at": self.published_at,
-        }
+        names = "name version filename sha256 size download_path signature_path signatures published_at"
+        return fields_json(self, names)
 
     @classmethod
     def from_dict(cls, doc: Any) -> VersionIndex:
@@ -152,3 +145,13 @@ class PackageSummary:
             versions=tuple(str(Version(v)) for v in versions),
             signed=bool(d.get("signed", False)),
         )
+
+
+def matching(packages: Iterable[VersionIndex], name: str, version: str | None) -> list[VersionIndex]:
+    """The entries of ``packages`` for name@version (name without regard to case, the version by its key); for
+    ``version`` None, those of the latest version listed."""
+    mine = [p for p in packages if p.name.lower() == name.lower()]
+    if version is None:
+        latest = latest_version([p.version for p in mine])
+        return [p for p in mine if p.version == latest]
+    return [p for p in mine if Version(p.version).key == Version(version).key]

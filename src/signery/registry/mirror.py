@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .._internal.closing import Closing
 from .._internal.files import atomic_writer, staged_file
 from .._internal.http import Progress
 from .._internal.parse import load_json
@@ -29,8 +30,7 @@ from ..archive import check_entry_name
 from ..errors import MalformedError, NotFoundError, SigneryError, TamperedError, UnsafeArchiveError
 from ..keys import PublicKey
 from .client import FetchedPackage, RegistryClient, download_size, land_files
-from .index import VersionIndex
-from .naming import Version, latest_version
+from .index import VersionIndex, matching
 from .signed_index import MAX_SIGNED_INDEX, SignedIndex, check_against, verify_index
 
 BUNDLE_FORMAT = "signery-bundle/1"
@@ -113,7 +113,7 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-class Bundle:
+class Bundle(Closing):
     """A mirror bundle opened for reading: members vetted, index parsed. Use as a context manager."""
 
     def __init__(self, path: Path) -> None:
@@ -132,12 +132,6 @@ class Bundle:
 
     def close(self) -> None:
         self._tar.close()
-
-    def __enter__(self) -> Bundle:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
 
     def _vet(self) -> dict[str, tarfile.TarInfo]:
         members: dict[str, tarfile.TarInfo] = {}
@@ -200,12 +194,7 @@ class Bundle:
         return sum(download_size(ix) for ix in self.packages)
 
     def find(self, name: str, version: str | None) -> VersionIndex:
-        candidates = [ix for ix in self.packages if ix.name.lower() == name.lower()]
-        if version is None:
-            latest = latest_version([ix.version for ix in candidates])
-            candidates = [ix for ix in candidates if ix.version == latest]
-        else:
-            candidates = [ix for ix in candidates if Version(ix.version).key == Version(version).key]
+        candidates = matching(self.packages, name, version)
         if not candidates:
             raise NotFoundError(f"{name}@{version or 'latest'} is not in {self.path.name}", subject=name)
         return candidates[0]

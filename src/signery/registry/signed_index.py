@@ -48,8 +48,7 @@ from ..errors import (
     VerificationError,
 )
 from ..keys import PublicKey, Signer, key_id, load_public_key, public_key_pem, verify_signature
-from .index import VersionIndex
-from .naming import Version, latest_version
+from .index import VersionIndex, matching
 
 INDEX_TYPE = "signery-index/1"
 MAX_SIGNED_INDEX = 64 << 20  # ~300 bytes per version: room for 200,000 versions
@@ -173,12 +172,7 @@ class SignedIndex:
 
     def find(self, name: str, version: str | None) -> VersionIndex:
         """The entry for name@version (the latest the index lists when ``version`` is None)."""
-        mine = [p for p in self.packages if p.name.lower() == name.lower()]
-        if version is None:
-            latest = latest_version([p.version for p in mine])
-            mine = [p for p in mine if p.version == latest]
-        else:
-            mine = [p for p in mine if Version(p.version).key == Version(version).key]
+        mine = matching(self.packages, name, version)
         if not mine:
             raise TamperedError(
                 f"the registry's signed index (version {self.version}) does not list {name}@{version or 'latest'}",

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any, Literal
 
+from .._internal.records import fields_json
 from ..errors import MalformedError, Reason, UsageError
 from ..keys import PublicKey, key_id, load_public_key, public_key_pem, short_id
 
@@ -105,7 +106,7 @@ class TrustedKey:
     ``material`` is the key's public text: PEM SubjectPublicKeyInfo for ``pkix``, an armored certificate for
     ``openpgp``, the Ed25519 and the ML-DSA-65 SPKI PEM blocks, in that order, for ``hybrid``
     (:func:`trusted_key_from_bundle`). ``key_id`` is the SPKI SHA-256 (pkix), the primary key fingerprint
-    (openpgp) or :func:`~signery.keys.hybrid_key_id` (hybrid), lowercase hex.
+    (openpgp) or :func:`~signery.hybrid.hybrid_key_id` (hybrid), lowercase hex.
     """
 
     name: str
@@ -160,17 +161,10 @@ class TrustedKey:
         return any(_id_matches(kid, digits, openpgp=openpgp) for kid in (self.key_id, *self.subkey_ids))
 
     def to_dict(self) -> dict[str, Any]:
+        names = "name key_id kind material added_at expires revoked constraints uids subkey_ids"
+        expires = _iso(self.expires) if self.expires else None
         return {
-            "name": self.name,
-            "key_id": self.key_id,
-            "kind": self.kind,
-            "material": self.material,
-            "added_at": _iso(self.added_at),
-            "expires": _iso(self.expires) if self.expires else None,
-            "revoked": self.revoked,
-            "constraints": self.constraints.to_dict(),
-            "uids": list(self.uids),
-            "subkey_ids": list(self.subkey_ids),
+            **fields_json(self, names, added_at=_iso(self.added_at), expires=expires),
             **({"certificate": self.certificate} if self.certificate else {}),
             **({"requires_all": self.requires_all} if self.kind == "hybrid" else {}),
         }
@@ -339,7 +333,7 @@ def trusted_key_from_bundle(
     """A trust entry for a hybrid bundle (Ed25519 + ML-DSA-65): its key id is the bundle's, ``subkey_ids`` are the
     halves' (so a signature by either finds it), ``material`` the public bundle PEM. ``requires_all`` (the default):
     a package needs valid signatures by both halves in one envelope; otherwise each counts on its own."""
-    from ..keys import hybrid_key_id, hybrid_public_pem
+    from ..hybrid import hybrid_key_id, hybrid_public_pem
 
     return TrustedKey(
         name=name,
