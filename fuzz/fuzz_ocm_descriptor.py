@@ -5,10 +5,10 @@ descriptor:
 
 - every accessor, ``to_v2``, ``copy``, every normalisation (v1, v2, v3, v4alpha1) and its digest succeed or refuse;
 - ``dump`` must write YAML that reads back to the same document (signing writes descriptors back this way);
-- every named signature (at most 4) is verified as ``signery verify --format ocm`` does, in memory: the descriptor's local
-  blob and the one referenced component version (``acme.org/child:1.0.0``) exist, and the keys are the fixed Ed25519
-  and RSA keys and the X.509 root that signed the seeds. So mutations that keep signatures valid reach the digest
-  checks, and the rest reach every refusal.
+- every named signature (at most 4) is verified as ``signery verify --format ocm`` does, in memory: the
+  descriptor's local blob and the one referenced component version (``acme.org/child:1.0.0``) exist, and the keys
+  are the fixed Ed25519 and RSA keys and the X.509 root that signed the seeds. So mutations that keep signatures
+  valid reach the digest checks, and the rest reach every refusal.
 
     .venv/bin/python fuzz/fuzz_ocm_descriptor.py -max_total_time=60 CORPUS_DIR
     .venv/bin/python fuzz/fuzz_ocm_descriptor.py crash-file
