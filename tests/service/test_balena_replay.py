@@ -134,3 +134,22 @@ def test_bodies_over_the_limit_are_413_before_they_are_read(balena: Balena) -> N
     assert reply.startswith(b"HTTP/1.1 413"), reply[:100]
     reply = _raw_post(balena.api, "/cert/sign", 2 << 20)  # a small route keeps the 1 MiB limit
     assert reply.startswith(b"HTTP/1.1 413"), reply[:100]
+
+
+def test_the_artifact_limit_and_spool_directory_are_the_operators(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    url = f"sqlite:///{home / 'service.db'}"
+    admin = init_service(home, url)
+    spool = tmp_path / "spool"
+    server = start_server(home, url, extra=("--spool-dir", str(spool), "--max-artifact-mib", "2"))
+    try:
+        api = f"{server.url}/balena"
+        assert _raw_post(api, "/kmod/sign", 3 << 20).startswith(b"HTTP/1.1 413")  # over the 2 MiB given
+        assert not _raw_post(api, "/kmod/sign", (1 << 20) + 10).startswith(b"HTTP/1.1 413")  # a small route's 413
+        body = {"key_id": "balenaos-nope", "payload": "AAAA" * 1000}  # spooled before the (unknown) key is judged
+        r = httpx.post(f"{api}/kmod/sign", json=body, headers={"X-API-Key": admin}, timeout=30)
+        assert r.status_code == 404, r.text
+        assert spool.is_dir() and not any(spool.iterdir())  # the operator's directory, and nothing left in it
+    finally:
+        server.stop()

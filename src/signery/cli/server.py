@@ -145,6 +145,16 @@ master_option = click.option(
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
+@click.option(
+    "--spool-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where /balena artifact routes keep artifacts while they are signed (default: beside the database).",
+)
+@click.option(
+    "--max-artifact-mib",
+    type=click.IntRange(1, 4096),
+    help="The body limit of the /balena artifact routes, in MiB (default 384; every other route keeps 1 MiB).",
+)
 @pkcs11_token_option
 @pkcs11_pin_option
 @click.pass_context
@@ -161,6 +171,8 @@ def server(
     rate_limit: float,
     burst: int,
     log_level: str,
+    spool_dir: Path | None,
+    max_artifact_mib: int | None,
     pkcs11_token: str | None,
     pkcs11_pin_file: str | None,
 ) -> None:
@@ -191,6 +203,8 @@ def server(
         rate_per_second=rate_limit,
         burst=burst,
         pkcs11=_token(pkcs11_token, pkcs11_pin_file),
+        spool_dir=spool_dir,
+        **({"max_artifact_body_bytes": max_artifact_mib << 20} if max_artifact_mib else {}),
     )
     listen = Listen(host=host, port=port, tls=tls_files(tls_cert, tls_key), log_level=log_level)
     serve(
