@@ -98,3 +98,7 @@ PRECONDITIONS: dict[str, Sniffer] = {
     "raw-rsa": sidecar(".sig"),
     "rpi-eeprom": sidecar(".sig"),
 }
+
+# The formats whose ``default_trust()`` is not empty (Dify's marketplace key): the only ones a verify against the
+# trust store imports for it.
+WITH_DEFAULT_TRUST: frozenset[str] = frozenset({"dify"})

@@ -55,3 +55,11 @@ def test_verifying_a_plain_zip_imports_no_other_format(tmp_path: Path) -> None:
     assert out[0] == "[]"
     assert out[1] == "['signery.formats.native']"  # no Dify, OpenPGP, OCM, PE, CMS... for a plain ZIP
     assert detect_formats(plain) == []
+
+
+def test_only_the_formats_listed_trust_keys_by_default() -> None:
+    with_keys = {name for name in names() if len(get_format(name).default_trust()) > 0}
+    assert with_keys == set(_sniff.WITH_DEFAULT_TRUST) == {"dify"}
+    from signery.formats import default_trust
+
+    assert {k.key_id for k in default_trust()} == {k.key_id for k in get_format("dify").default_trust()}
