@@ -68,11 +68,15 @@ class _ThreadServer(uvicorn.Server):
         pass
 
 
-def serve_in_thread(app: object) -> tuple[str, Callable[[], None]]:
+def serve_in_thread(
+    app: object, *, config: Callable[[int], uvicorn.Config] | None = None
+) -> tuple[str, Callable[[], None]]:
+    """``app`` served by uvicorn in a thread on a free port; ``config(port)`` builds another uvicorn configuration."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = _ThreadServer(uvicorn.Config(app, log_level="warning", access_log=False))  # type: ignore[arg-type]
+    made = config(port) if config else uvicorn.Config(app, log_level="warning", access_log=False)  # type: ignore[arg-type]
+    server = _ThreadServer(made)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

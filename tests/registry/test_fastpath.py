@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from signery.registry.app import create_app
 from signery.registry.runner import uvicorn_config
@@ -23,38 +20,17 @@ from signery.registry.settings import RegistrySettings
 from signery.registry.store import RegistryStore
 from signery.service.runner import Listen
 
+from .conftest import serve_in_thread
 from .hostkit import dify_zip, elastic_zip, mattermost_bundle
 
 BIG = 6 << 20  # over the socket buffers (the sender waits for the reader) and over the whole-read limit
 ROUTE_ONLY = {"If-None-Match": '"not-this-one"'}  # the fast path hands conditional requests to the route
 
 
-class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:
-        pass
-
-
 def _serve(app: Any, *, sendfile: bool) -> tuple[str, Callable[[], None]]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    if sendfile:
-        config = uvicorn_config(app, Listen(host="127.0.0.1", port=port))
-    else:
-        config = uvicorn.Config(app, log_level="warning", access_log=False)
-    server = _Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-
-    def stop() -> None:
-        server.should_exit = True
-        thread.join(5)
-        sock.close()
-
-    return f"http://127.0.0.1:{port}", stop
+    if not sendfile:
+        return serve_in_thread(app)
+    return serve_in_thread(app, config=lambda port: uvicorn_config(app, Listen(host="127.0.0.1", port=port)))
 
 
 @pytest.fixture(scope="module")
